@@ -1,0 +1,156 @@
+"""``switchboard join``: a Python peer that publishes media, receives everyone, and reports."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiortc import MediaStreamTrack
+from aiortc.contrib.media import MediaPlayer
+from aiortc.mediastreams import MediaStreamError
+
+from .media import ToneTrack, VideoTestPattern
+from .room import RemoteTrack, Room, SignallingError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--room", required=True, help="room name")
+    parser.add_argument("--name", required=True, help="display name")
+    auth = parser.add_mutually_exclusive_group(required=True)
+    auth.add_argument("--token", help="user access token with the voip scope")
+    auth.add_argument(
+        "--data-dir", type=Path, help="the server's data directory: mint a token from its key"
+    )
+    parser.add_argument("--play", help="media file to publish (anything PyAV opens)")
+    parser.add_argument("--duration", type=float, help="leave after this many seconds")
+    parser.add_argument("--stats-json", type=Path, help="write what was received here (JSON)")
+    parser.add_argument(
+        "--ice-address", action="append", default=None,
+        help="local address to gather ICE candidates on (repeatable; default: all)",
+    )
+
+
+@dataclass
+class Received:
+    """What one remote track delivered: RTP counts and decoded frames."""
+
+    remote: RemoteTrack
+    frames_decoded: int = 0
+    width: int | None = None
+    height: int | None = None
+
+    def report(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "participant": self.remote.participant_name,
+            "participant_id": self.remote.participant_id,
+            "track_id": self.remote.track_id,
+            "kind": self.remote.kind,
+            "packets": self.remote.packets,
+            "bytes": self.remote.bytes,
+            "frames_decoded": self.frames_decoded,
+        }
+        if self.remote.kind == "video":
+            entry["width"], entry["height"] = self.width, self.height
+        return entry
+
+
+async def _decode(received: Received) -> None:
+    """Pull decoded frames from a remote track until it ends."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await received.remote.track.recv()
+            received.frames_decoded += 1
+            if received.remote.kind == "video":
+                received.width, received.height = frame.width, frame.height
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token:
+        return str(args.token)
+    from ..signalling.datadir import load_access_key
+    from ..signalling.identity.routes import new_identity_id
+    from ..signalling.identity.tokens import TokenService
+
+    key = load_access_key(args.data_dir)
+    token, _ = TokenService(key).mint(new_identity_id(key), ["voip", "chat"], 60)
+    return token
+
+
+def _tracks(play: str | None) -> tuple[list[MediaStreamTrack], MediaPlayer | None]:
+    if play is None:
+        return [ToneTrack(), VideoTestPattern()], None
+    player = MediaPlayer(play, loop=True)
+    tracks = [t for t in (player.audio, player.video) if t is not None]
+    return tracks, player
+
+
+async def run_async(args: argparse.Namespace) -> int:
+    try:
+        token = _token(args)
+    except Exception as exc:  # a missing data dir or key file
+        print(f"switchboard join: {exc}", file=sys.stderr)
+        return 2
+    tracks, player = _tracks(args.play)
+    try:
+        room = await Room.connect(args.url, token, args.room, args.name, args.ice_address)
+    except (SignallingError, OSError) as exc:
+        print(f"switchboard join: {exc}", file=sys.stderr)
+        return 1
+    received: list[Received] = []
+    decoders: list[asyncio.Task[None]] = []
+
+    def on_track(remote: RemoteTrack) -> None:
+        print(f"receiving {remote.kind} from {remote.participant_name}", flush=True)
+        entry = Received(remote)
+        received.append(entry)
+        decoders.append(asyncio.ensure_future(_decode(entry)))
+
+    room.on_track = on_track
+    room.on_participant_joined = lambda p: print(f"{p['name']} joined", flush=True)
+    room.on_participant_left = lambda pid, reason: print(f"{pid} left ({reason})", flush=True)
+    print(f"joined room {room.room} as {room.participant_id} ({args.name})", flush=True)
+    for p in room.participants.values():
+        print(f"{p['name']} is here", flush=True)
+    published = await room.publish(tracks)
+    print("publishing " + ", ".join(t["kind"] for t in published), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(room.closed.wait())]
+    await asyncio.wait(waiters, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+
+    report = {"received": [r.report() for r in received]}
+    await room.leave()
+    for task in decoders:
+        task.cancel()
+    if player is not None:
+        for track in tracks:
+            track.stop()
+    for entry in report["received"]:
+        size = f" {entry['width']}x{entry['height']}" if entry["kind"] == "video" else ""
+        print(
+            f"received {entry['kind']:5} from {entry['participant']}: {entry['packets']} packets,"
+            f" {entry['bytes']} bytes, {entry['frames_decoded']} frames decoded{size}",
+            flush=True,
+        )
+    if args.stats_json:
+        args.stats_json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``switchboard join`` with parsed arguments; return the exit status."""
+    return asyncio.run(run_async(args))

@@ -1,0 +1,305 @@
+"""The Python SDK: join a Switchboard room as a peer or bot, publish and receive tracks.
+
+Example::
+
+    room = await Room.connect("http://127.0.0.1:8080", token, room="standup", name="bot")
+    room.on_track = lambda remote: print("got", remote.kind, "from", remote.participant_name)
+    await room.publish([VideoTestPattern(), ToneTrack()])
+    ...
+    await room.leave()
+
+It speaks the same protocol as the browser (docs/protocol.md): one WebSocket, a publish
+peer connection on which it offers, a subscribe peer connection on which the server offers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.rtp import RtpPacket
+
+from ..sfu import aiortc_glue
+
+log = logging.getLogger(__name__)
+
+
+class SignallingError(Exception):
+    """The server answered a request with an error (``code`` as in docs/protocol.md)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+@dataclass
+class RemoteTrack:
+    """A track another participant publishes, as received here.
+
+    ``packets``/``bytes`` count RTP packets and payload bytes received (before decoding);
+    ``track`` yields decoded frames (``await track.recv()``).
+    """
+
+    track_id: str
+    participant_id: str
+    participant_name: str
+    kind: str
+    track: MediaStreamTrack
+    muted: bool = False
+    ended: bool = False
+    packets: int = 0
+    bytes: int = 0
+    first_packet: RtpPacket | None = field(default=None, repr=False)
+
+
+class Room:
+    """A connection to one room. Build it with ``await Room.connect(...)``.
+
+    Callbacks (plain functions, set as attributes): ``on_track(RemoteTrack)``,
+    ``on_track_ended(RemoteTrack)``, ``on_participant_joined(dict)``,
+    ``on_participant_left(participant_id, reason)``, ``on_track_muted(RemoteTrack)``,
+    ``on_disconnected(code, reason)``.
+    """
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession):
+        self._ws, self._session = ws, session
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._answerer: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
+        self._config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self.publish_pc: RTCPeerConnection | None = None
+        self.subscribe_pc: RTCPeerConnection | None = None
+        self.participant_id = ""
+        self.room = ""
+        self.participants: dict[str, dict[str, Any]] = {}
+        self.remote_tracks: dict[str, RemoteTrack] = {}
+        self.published: list[dict[str, Any]] = []
+        self.closed = asyncio.Event()
+        self._joined = asyncio.Event()
+        self._track_map: dict[str, dict[str, Any]] = {}  # subscribe MID -> track info
+        self._muted: dict[str, bool] = {}
+        self.on_track: Callable[[RemoteTrack], None] = lambda t: None
+        self.on_track_ended: Callable[[RemoteTrack], None] = lambda t: None
+        self.on_track_muted: Callable[[RemoteTrack], None] = lambda t: None
+        self.on_participant_joined: Callable[[dict[str, Any]], None] = lambda p: None
+        self.on_participant_left: Callable[[str, str], None] = lambda pid, reason: None
+        self.on_disconnected: Callable[[int, str], None] = lambda code, reason: None
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        token: str,
+        room: str,
+        name: str,
+        ice_addresses: Sequence[str] | None = None,
+        ssl: Any = True,
+    ) -> Room:
+        """Open the socket at ``url`` (``http(s)://host:port``), authenticate and join.
+
+        ``ice_addresses`` restricts the local addresses ICE gathers on (process-wide).
+        Raises SignallingError if the server refuses the token or the join.
+        """
+        if ice_addresses is not None:
+            aiortc_glue.use_host_addresses(ice_addresses)
+        ws_url = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(ws_url + "/v1/rtc", ssl=ssl, max_msg_size=0)
+        except BaseException:
+            await session.close()
+            raise
+        self = cls(ws, session)
+        self._reader = asyncio.ensure_future(self._read())
+        self._answerer = asyncio.ensure_future(self._answer_offers())
+        try:
+            await self.request("authenticate", token=token)
+            joined = await self.request("join", room=room, name=name)
+        except BaseException:
+            await self.close()
+            raise
+        self.participant_id = joined["participant"]["id"]
+        self.room = joined["room"]
+        self.participants = {p["id"]: p for p in joined["participants"]}
+        self._muted = {t["track_id"]: t["muted"] for t in joined["tracks"]}
+        servers = [RTCIceServer(**s) for s in joined.get("ice_servers", [])]
+        self._config = RTCConfiguration(
+            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
+        self.subscribe_pc = RTCPeerConnection(self._config)
+        self.subscribe_pc.on("track", self._on_remote_track)
+        self._joined.set()
+        self._pinger = asyncio.ensure_future(self._ping())
+        return self
+
+    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its result; raises SignallingError on an error reply,
+        ConnectionError if the socket closes first."""
+        request_id = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self._ws.send_json({"id": request_id, "type": kind, **fields})
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def publish(self, tracks: Sequence[MediaStreamTrack]) -> list[dict[str, Any]]:
+        """Publish ``tracks`` on the publish connection; return the server's track list
+        (``track_id``, ``mid``, ``kind``)."""
+        if self.publish_pc is None:
+            self.publish_pc = RTCPeerConnection(self._config)
+        for track in tracks:
+            self.publish_pc.addTransceiver(track, direction="sendonly")
+        offer = await self.publish_pc.createOffer()
+        await self.publish_pc.setLocalDescription(offer)
+        result = await self.request("publish_offer", sdp=self.publish_pc.localDescription.sdp)
+        await self.publish_pc.setRemoteDescription(
+            RTCSessionDescription(sdp=result["sdp"], type="answer")
+        )
+        self.published = result["tracks"]
+        return self.published
+
+    async def mute(self, track_id: str, muted: bool) -> None:
+        """Tell the others that a published track is muted (send silence/black yourself)."""
+        await self.request("mute", track_id=track_id, muted=muted)
+
+    async def leave(self) -> None:
+        """Leave the room and close everything."""
+        if not self._ws.closed:
+            with contextlib.suppress(SignallingError, ConnectionError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.request("leave"), 5)
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the socket and the peer connections without saying goodbye."""
+        for task in (self._pinger, self._answerer):
+            if task is not None:
+                task.cancel()
+        await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for pc in (self.publish_pc, self.subscribe_pc):
+            if pc is not None:
+                await pc.close()
+        await self._session.close()
+        self.closed.set()
+
+    # internals
+
+    async def _read(self) -> None:
+        code, reason = 1000, "closed"
+        try:
+            async for msg in self._ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                self._dispatch(msg.json())
+        finally:
+            if self._ws.close_code is not None:
+                code = self._ws.close_code
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"socket closed ({code})"))
+            self.on_disconnected(code, reason)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind in ("reply", "error"):
+            future = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
+            if future is None or future.done():
+                if kind == "error":
+                    log.warning("server error: %s", msg["error"])
+                return
+            if kind == "reply":
+                future.set_result(msg["result"])
+            else:
+                future.set_exception(SignallingError(msg["error"]["code"], msg["error"]["message"]))
+        elif kind == "subscribe_offer":
+            self._offers.put_nowait(msg)
+        elif kind == "participant_joined":
+            self.participants[msg["participant"]["id"]] = msg["participant"]
+            self.on_participant_joined(msg["participant"])
+        elif kind == "participant_left":
+            self.participants.pop(msg["participant_id"], None)
+            self.on_participant_left(msg["participant_id"], msg["reason"])
+        elif kind == "track_unpublished":
+            remote = self.remote_tracks.get(msg["track_id"])
+            if remote is not None and not remote.ended:
+                remote.ended = True
+                self.on_track_ended(remote)
+        elif kind == "track_muted":
+            self._muted[msg["track_id"]] = msg["muted"]
+            remote = self.remote_tracks.get(msg["track_id"])
+            if remote is not None:
+                remote.muted = msg["muted"]
+                self.on_track_muted(remote)
+        elif kind == "track_published":
+            self._muted[msg["track"]["track_id"]] = msg["track"]["muted"]
+        elif kind == "disconnect":
+            log.info("server ends the session: %s (%s)", msg["reason"], msg["code"])
+
+    async def _answer_offers(self) -> None:
+        await self._joined.wait()  # an offer can arrive before connect() made the connection
+        pc = self.subscribe_pc
+        assert pc is not None
+        while True:
+            msg = await self._offers.get()
+            self._track_map.update(msg["tracks"])
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+            try:
+                await self.request(
+                    "subscribe_answer", offer_id=msg["offer_id"], sdp=pc.localDescription.sdp
+                )
+            except (SignallingError, ConnectionError) as exc:
+                log.warning("subscribe answer refused: %s", exc)
+
+    def _on_remote_track(self, track: MediaStreamTrack) -> None:
+        assert self.subscribe_pc is not None
+        transceiver = next(
+            t for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track
+        )
+        info = self._track_map.get(transceiver.mid or "")
+        if info is None:
+            log.warning("track on unknown MID %s", transceiver.mid)
+            return
+        participant = self.participants.get(info["participant_id"], {})
+        remote = RemoteTrack(
+            info["track_id"], info["participant_id"], participant.get("name", ""),
+            info["kind"], track, self._muted.get(info["track_id"], False),
+        )
+        self.remote_tracks[remote.track_id] = remote
+
+        async def count(packet: RtpPacket) -> None:
+            if remote.first_packet is None:
+                remote.first_packet = packet
+            remote.packets += 1
+            remote.bytes += len(packet.payload)
+
+        aiortc_glue.ReceiveTap(transceiver.receiver, count, decode=True)
+        self.on_track(remote)
+
+    async def _ping(self) -> None:
+        with contextlib.suppress(SignallingError, ConnectionError):
+            while True:
+                await asyncio.sleep(20)  # keep-alive period, not synchronisation
+                await self.request("ping")

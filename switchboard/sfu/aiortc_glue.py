@@ -1,0 +1,216 @@
+"""The only module that touches aiortc's and aioice's internals.
+
+aiortc does ICE, DTLS, SRTP and SDP; Switchboard routes RTP above them. aiortc's public API
+decodes what it receives and encodes what it sends, so forwarding needs five hooks, all here:
+
+* ``use_host_addresses``: which local addresses aioice gathers host candidates on (aioice
+  skips loopback and offers no option).
+* ``ReceiveTap``: see every RTP packet a ``RTCRtpReceiver`` gets, after SRTP, and stop its
+  decoder thread; aiortc's receive statistics, RTCP RR, NACK generation and REMB keep working.
+* ``ForwardingSender``: send prepared RTP through a ``RTCRtpSender`` (its SSRC, payload type,
+  MID and header-extension ids, SRTP), so that aiortc's own NACK/RTX answers (RFC 4588) and
+  Sender Reports (RFC 3550 §6.4.1) cover what we forwarded; intercept its PLI/FIR.
+* ``tap_sent_rtp``: see RTP a DTLS transport sends before SRTP (tests compare payloads).
+* ``send_pli``: ask a publisher for a key frame (RFC 4585 §6.3.1) on its receiver's RTCP SSRC.
+* ``negotiated_codecs``: what a transceiver negotiated (aiortc keeps it private).
+
+``tests/unit/test_aiortc_glue.py`` fails if aiortc changes under any of them; aiortc's version
+is pinned in ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aioice.ice
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtpPacket,
+)
+
+RtpCallback = Callable[[RtpPacket], Awaitable[None]]
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_host_addresses: tuple[str, ...] = ()
+
+
+def use_host_addresses(addresses: Sequence[str]) -> None:
+    """Gather ICE host candidates on ``addresses`` only, for every connection of the process.
+
+    An empty sequence restores aioice's choice (every interface but loopback) plus 127.0.0.1,
+    so that a browser on the same machine reaches us too. IPv6 literals are accepted.
+    """
+    global _host_addresses
+    _host_addresses = tuple(addresses)
+    aioice.ice.get_host_addresses = _get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    if not _host_addresses:
+        found = _original_get_host_addresses(use_ipv4, use_ipv6)
+        return found + (["127.0.0.1"] if use_ipv4 else [])
+    return [a for a in _host_addresses if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+class ReceiveTap:
+    """Hands every RTP packet one ``RTCRtpReceiver`` gets to ``on_rtp`` and stops its decoder.
+
+    ``on_rtp`` sees the packet as parsed by aiortc after SRTP (RTX still wrapped) before aiortc's
+    own bookkeeping (statistics for RR, NACK generation, REMB); it must not keep the object
+    beyond the call if it mutates it. With ``decode=False`` the decoder thread is stopped once
+    the receiver starts, so no frame is ever decoded (the SFU's publish side); the jitter buffer
+    still assembles frames, which costs parsing only.
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, on_rtp: RtpCallback, decode: bool) -> None:
+        handle = receiver._handle_rtp_packet
+        receive = receiver.receive
+
+        async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+            await on_rtp(packet)
+            await handle(packet, arrival_time_ms)
+
+        async def start(parameters: Any) -> None:
+            await receive(parameters)
+            if not decode:
+                receiver._RTCRtpReceiver__stop_decoder()  # type: ignore[attr-defined]
+
+        receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+        receiver.receive = start  # type: ignore[method-assign]
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send a Picture Loss Indication (RFC 4585 §6.3.1) for ``media_ssrc`` to the publisher."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+def tap_sent_rtp(sender: RTCRtpSender, on_rtp: Callable[[RtpPacket], None]) -> None:
+    """Call ``on_rtp`` with each RTP (not RTCP) packet the sender's DTLS transport sends, before
+    SRTP. One tap per transport: the transport is shared by every sender of a bundle."""
+    transport = sender.transport
+    send = transport._send_rtp
+
+    async def send_rtp(data: bytes) -> None:
+        if not (192 <= data[1] <= 223):  # RTCP packet types 192..223 (RFC 5761 §4)
+            on_rtp(RtpPacket.parse(data, transport._rtp_header_extensions_map))
+        await send(data)
+
+    transport._send_rtp = send_rtp  # type: ignore[method-assign]
+
+
+class HoldTrack(MediaStreamTrack):
+    """A track that never yields a frame: it parks aiortc's encoder loop of a forwarding sender.
+
+    Its ``id`` becomes the track id in the SDP ``msid`` (RFC 8830 §2).
+    """
+
+    def __init__(self, kind: str, track_id: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._id = track_id
+        self._stopped = asyncio.get_event_loop().create_future()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    async def recv(self) -> Any:
+        await asyncio.shield(self._stopped)
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+        super().stop()
+
+
+class ForwardingSender:
+    """Sends forwarded RTP through one aiortc ``RTCRtpSender`` of a subscribe connection.
+
+    Construct it before the sender starts (right after ``addTransceiver``). ``stream_id`` and
+    ``track_id`` become the ``msid`` (RFC 8830). Once negotiation completes, ``payload_type``
+    is the negotiated payload type of the first codec and ``ssrc`` the SSRC announced in the
+    SDP; ``on_started`` runs then. ``on_key_frame_request`` runs for each PLI or FIR
+    (RFC 4585 §6.3.1, RFC 5104 §4.3.1) the subscriber sends; every other RTCP packet (RR, NACK,
+    REMB) goes to aiortc, which answers NACKs from the history kept here, as RTX when negotiated.
+    """
+
+    __slots__ = ("_sender", "_transport", "_ext_map", "_mid", "payload_type", "ssrc", "started")
+
+    def __init__(
+        self,
+        sender: RTCRtpSender,
+        stream_id: str,
+        on_started: Callable[[], None],
+        on_key_frame_request: Callable[[], None],
+    ) -> None:
+        self._sender = sender
+        self._transport = sender.transport
+        self._ext_map = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+        self._mid: str | None = None
+        self.payload_type = 0
+        self.ssrc: int = sender._ssrc
+        self.started = False
+        sender._stream_id = stream_id
+        send = sender.send
+        handle_rtcp = sender._handle_rtcp_packet
+
+        async def start(parameters: RTCRtpSendParameters) -> None:
+            await send(parameters)
+            if not self.started and parameters.codecs:
+                self.payload_type = parameters.codecs[0].payloadType
+                self._mid = parameters.muxId
+                self._transport = sender.transport
+                self.started = True
+                on_started()
+
+        async def on_rtcp(packet: Any) -> None:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                on_key_frame_request()
+            else:
+                await handle_rtcp(packet)
+
+        sender.send = start  # type: ignore[method-assign]
+        sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign]
+
+    async def send(
+        self, packet: RtpPacket, seq: int, ts: int, audio_level: Any = None
+    ) -> None:
+        """Send ``packet``'s payload and marker with our SSRC/PT and the given 16-bit ``seq`` and
+        32-bit RTP ``ts``; header extensions are rewritten to the subscriber's ids (RFC 8285):
+        MID, abs-send-time and, for audio, the level (RFC 6464). Raises ConnectionError when the
+        transport is not connected."""
+        out = RtpPacket(
+            payload_type=self.payload_type,
+            marker=packet.marker,
+            sequence_number=seq,
+            timestamp=ts,
+            ssrc=self.ssrc,
+            payload=packet.payload,
+        )
+        ext = out.extensions
+        ext.mid = self._mid
+        ext.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        ext.audio_level = audio_level
+        sender = self._sender
+        sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = out  # type: ignore[attr-defined]
+        await self._transport._send_rtp(out.serialize(self._ext_map))
+        # What aiortc's Sender Reports (RFC 3550 §6.4.1) and getStats() read.
+        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs negotiated on ``transceiver``, in the order of the answer (its first media
+    codec is the one the publisher sends, RFC 3264 §6.1)."""
+    return list(transceiver._codecs)

@@ -1,0 +1,132 @@
+"""Producer: one incoming track of one publisher, normalised for its Consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiortc import RTCRtpReceiver
+from aiortc.rtp import RtpPacket, unwrap_rtx
+
+from . import aiortc_glue
+from .clock import monotonic_ms
+from .codecs import h264, vp8
+from .rtp.seq import SeqUnwrapper
+
+KEY_FRAME_DETECTORS: dict[str, Callable[[bytes], bool]] = {
+    "video/vp8": vp8.is_key_frame,
+    "video/h264": h264.is_key_frame,
+}
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The codec a Producer's media stream uses, as negotiated with its publisher.
+
+    ``clock_rate`` is the RTP clock rate in Hz; ``parameters`` the SDP fmtp parameters.
+    """
+
+    mime_type: str
+    clock_rate: int
+    channels: int | None
+    parameters: dict[str, str | int]
+    payload_type: int
+
+
+ProducerRtpHandler = Callable[["Producer", RtpPacket, int, bool], Awaitable[None]]
+
+
+class Producer:
+    """One publisher's track (one SSRC, with its RTX SSRC) entering a Router.
+
+    Normalises ingress: RTX packets (RFC 4588 §4) are unwrapped to the original sequence
+    number, RTX padding probes are dropped, sequence numbers are extended once
+    (``SeqUnwrapper``) and key frames recognised once, then the Router fans the packet out.
+    Packets of payload types other than the negotiated media codec and its RTX are dropped
+    and counted. Key-frame requests from Consumers are merged: at most one PLI per
+    ``key_frame_interval_ms`` reaches the publisher; a request inside the interval is sent
+    when it ends (RFC 4585 §3.4 leaves pacing to the implementation).
+    """
+
+    __slots__ = (
+        "id", "kind", "participant_id", "codec", "closed", "muted", "packets_received",
+        "packets_dropped", "_receiver", "_rtx_apt", "_media_ssrc", "_unwrapper", "_is_key_frame",
+        "_on_rtp", "_kf_interval_ms", "_kf_last_ms", "_kf_timer",
+    )
+
+    def __init__(
+        self,
+        producer_id: str,
+        kind: str,
+        participant_id: str,
+        receiver: RTCRtpReceiver,
+        codec: Codec,
+        rtx_payload_types: dict[int, int],
+        on_rtp: ProducerRtpHandler,
+        key_frame_interval_ms: int,
+    ) -> None:
+        self.id = producer_id
+        self.kind = kind
+        self.participant_id = participant_id
+        self.codec = codec
+        self.closed = False
+        self.muted = False
+        self.packets_received = 0
+        self.packets_dropped = 0
+        self._receiver = receiver
+        self._rtx_apt = rtx_payload_types  # RTX payload type -> media payload type
+        self._media_ssrc: int | None = None
+        self._unwrapper = SeqUnwrapper()
+        self._is_key_frame = KEY_FRAME_DETECTORS.get(codec.mime_type.lower())
+        self._on_rtp = on_rtp
+        self._kf_interval_ms = key_frame_interval_ms
+        self._kf_last_ms = -1e12
+        self._kf_timer: asyncio.TimerHandle | None = None
+        aiortc_glue.ReceiveTap(receiver, self._receive, decode=False)
+
+    async def _receive(self, packet: RtpPacket) -> None:
+        if self.closed:
+            return
+        self.packets_received += 1
+        pt = packet.payload_type
+        if pt != self.codec.payload_type:
+            if self._rtx_apt.get(pt) != self.codec.payload_type or self._media_ssrc is None:
+                self.packets_dropped += 1
+                return
+            if len(packet.payload) <= 2:  # RTX padding probe: nothing to forward
+                return
+            packet = unwrap_rtx(packet, payload_type=pt, ssrc=self._media_ssrc)
+            packet.payload_type = self.codec.payload_type
+        elif self._media_ssrc != packet.ssrc:
+            self._media_ssrc = packet.ssrc
+        ext_seq = self._unwrapper.unwrap(packet.sequence_number)
+        key_frame = self._is_key_frame is not None and self._is_key_frame(packet.payload)
+        await self._on_rtp(self, packet, ext_seq, key_frame)
+
+    def request_key_frame(self) -> None:
+        """Ask the publisher for a key frame, merged and paced as the class says."""
+        if self.kind != "video" or self.closed or self._kf_timer is not None:
+            return
+        wait_ms = self._kf_last_ms + self._kf_interval_ms - monotonic_ms()
+        loop = asyncio.get_running_loop()
+        if wait_ms <= 0:
+            self._send_pli()
+        else:
+            self._kf_timer = loop.call_later(wait_ms / 1000.0, self._send_pli)
+
+    def _send_pli(self) -> None:
+        self._kf_timer = None
+        if self.closed or self._media_ssrc is None:
+            # Nothing received yet: the first packets will come with a key frame anyway
+            # (encoders start with one); let the next request through at once.
+            return
+        self._kf_last_ms = monotonic_ms()
+        asyncio.ensure_future(aiortc_glue.send_pli(self._receiver, self._media_ssrc))
+
+    def close(self) -> None:
+        """Stop forwarding; the Router closes this Producer's Consumers."""
+        self.closed = True
+        if self._kf_timer is not None:
+            self._kf_timer.cancel()
+            self._kf_timer = None

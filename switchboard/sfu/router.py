@@ -1,0 +1,58 @@
+"""Router: one room's media graph, Producers to Consumers, and the fan-out loop."""
+
+from __future__ import annotations
+
+from aiortc.rtp import RtpPacket
+
+from .consumer import Consumer
+from .producer import Producer
+
+
+class Router:
+    """Owns the Producer → Consumers graph of one room (mediasoup's Router).
+
+    Transports register what they create here; ``_on_producer_rtp`` is the one fan-out loop.
+    Closing a Producer closes its Consumers; closing the Router closes everything.
+    """
+
+    def __init__(self, router_id: str, key_frame_interval_ms: int) -> None:
+        self.id = router_id
+        self.key_frame_interval_ms = key_frame_interval_ms
+        self.producers: dict[str, Producer] = {}
+        self._consumers: dict[str, list[Consumer]] = {}  # producer id -> its consumers
+        self.closed = False
+
+    def add_producer(self, producer: Producer) -> None:
+        self.producers[producer.id] = producer
+        self._consumers[producer.id] = []
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Register ``consumer``; raises KeyError if its Producer is not (or no longer) here."""
+        self._consumers[consumer.producer.id].append(consumer)
+        consumer.add_close_listener(self._remove_consumer)
+
+    async def _on_producer_rtp(
+        self, producer: Producer, packet: RtpPacket, ext_seq: int, key_frame: bool
+    ) -> None:
+        for consumer in self._consumers.get(producer.id, ()):
+            await consumer.send_rtp(packet, ext_seq, key_frame)
+
+    def _remove_consumer(self, consumer: Consumer) -> None:
+        consumers = self._consumers.get(consumer.producer.id)
+        if consumers is not None and consumer in consumers:
+            consumers.remove(consumer)
+
+    def close_producer(self, producer_id: str) -> None:
+        """Close a Producer and every Consumer of it."""
+        producer = self.producers.pop(producer_id, None)
+        if producer is None:
+            return
+        producer.close()
+        for consumer in self._consumers.pop(producer_id, []):
+            consumer.close()
+
+    def close(self) -> None:
+        """Close every Producer (and so every Consumer)."""
+        self.closed = True
+        for producer_id in list(self.producers):
+            self.close_producer(producer_id)

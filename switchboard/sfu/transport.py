@@ -1,0 +1,295 @@
+"""WebRtcTransport: one participant's ICE+DTLS connection in one direction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import candidate_from_sdp
+
+from . import aiortc_glue
+from .consumer import Consumer
+from .producer import Codec, Producer
+from .router import Router
+
+log = logging.getLogger(__name__)
+
+_DIRECTION = re.compile(r"^a=(sendrecv|sendonly|recvonly|inactive)\s*$", re.MULTILINE)
+_MEDIA = re.compile(r"^m=(audio|video) ", re.MULTILINE)
+
+
+class SdpError(Exception):
+    """An SDP or candidate the transport refuses; ``code`` is the signalling error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def media_directions(sdp: str) -> list[str]:
+    """The direction attribute of each audio/video m-section of ``sdp`` (RFC 8866 §6.7),
+    ``sendrecv`` where absent. Sections are the text between ``m=`` lines."""
+    sections = re.split(r"^(?=m=)", sdp, flags=re.MULTILINE)[1:]
+    out = []
+    for section in sections:
+        if _MEDIA.match(section):
+            found = _DIRECTION.search(section)
+            out.append(found.group(1) if found else "sendrecv")
+    return out
+
+
+class WebRtcTransport:
+    """One participant's peer connection in one direction (LiveKit's two-connection model).
+
+    ``direction == "publish"``: the client offers (``handle_offer``); each track it sends
+    becomes a Producer in the Router. ``direction == "subscribe"``: the server offers
+    (``consume`` then ``create_offer``, ``handle_answer``); each Consumer is one ``sendonly``
+    m-section. A closed Consumer's m-section is set ``inactive`` and never reused.
+    ``on_closed`` runs once when ICE or DTLS fails or the connection closes.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        direction: str,
+        participant_id: str,
+        on_closed: Callable[[WebRtcTransport], None],
+    ) -> None:
+        if direction not in ("publish", "subscribe"):
+            raise ValueError(f"direction must be publish or subscribe, not {direction!r}")
+        self.id = "TP_" + secrets.token_urlsafe(9)
+        self.router = router
+        self.direction = direction
+        self.participant_id = participant_id
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.on_renegotiation_needed: Callable[[], None] = lambda: None
+        self.closed = False
+        self._on_closed = on_closed
+        self._lock = asyncio.Lock()
+        # max-bundle: every m-section, including those added later, rides on one transport.
+        self._pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self._new_tracks: list[MediaStreamTrack] = []
+        self._producer_transceivers: dict[str, RTCRtpTransceiver] = {}
+        self._consumer_transceivers: dict[str, RTCRtpTransceiver] = {}
+        self._pc.on("track", self._new_tracks.append)
+        self._pc.on("connectionstatechange", self._on_connection_state)
+
+    @property
+    def connection_state(self) -> str:
+        return str(self._pc.connectionState)
+
+    def _on_connection_state(self) -> None:
+        if self._pc.connectionState in ("failed", "closed") and not self.closed:
+            asyncio.ensure_future(self._fail())
+
+    async def _fail(self) -> None:
+        if not self.closed:
+            await self.close()
+            self._on_closed(self)
+
+    # publish side
+
+    async def handle_offer(self, sdp: str) -> tuple[str, list[Producer]]:
+        """Apply the client's offer; return the answer SDP and the Producers it created.
+
+        Raises SdpError ``wrong_connection`` for an offer that asks to receive (it belongs on
+        the subscribe connection), ``invalid_sdp`` when aiortc cannot parse or apply it.
+        """
+        self._require("publish")
+        if any(d == "recvonly" for d in media_directions(sdp)):
+            raise SdpError("wrong_connection", "the publish connection only receives media")
+        async with self._lock:
+            self._new_tracks.clear()
+            try:
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:
+                raise SdpError("invalid_sdp", f"cannot apply offer: {exc}") from None
+            created = [p for p in map(self._create_producer, self._new_tracks) if p is not None]
+            answer = await self._pc.createAnswer()
+            await self._pc.setLocalDescription(answer)
+            for producer_id, transceiver in list(self._producer_transceivers.items()):
+                if transceiver.currentDirection not in ("recvonly", "sendrecv"):
+                    self._close_producer(producer_id)  # the client stopped sending it
+            return self._pc.localDescription.sdp, created
+
+    def _create_producer(self, track: MediaStreamTrack) -> Producer | None:
+        transceiver = next(t for t in self._pc.getTransceivers() if t.receiver.track is track)
+        codecs = aiortc_glue.negotiated_codecs(transceiver)
+        media = [c for c in codecs if c.mimeType.lower() != f"{track.kind}/rtx"]
+        if not media:
+            return None
+        first = media[0]
+        codec = Codec(
+            first.mimeType, first.clockRate, first.channels, dict(first.parameters),
+            first.payloadType,
+        )
+        rtx = {
+            c.payloadType: int(c.parameters["apt"])
+            for c in codecs
+            if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
+        }
+        producer = Producer(
+            "TR_" + secrets.token_urlsafe(9), track.kind, self.participant_id,
+            transceiver.receiver, codec, rtx, self.router._on_producer_rtp,
+            self.router.key_frame_interval_ms,
+        )
+        self.router.add_producer(producer)
+        self.producers[producer.id] = producer
+        self._producer_transceivers[producer.id] = transceiver
+        return producer
+
+    def mid_of(self, producer: Producer) -> str | None:
+        """The MID of the publish m-section ``producer`` arrives on."""
+        transceiver = self._producer_transceivers.get(producer.id)
+        return transceiver.mid if transceiver is not None else None
+
+    def _close_producer(self, producer_id: str) -> None:
+        self.producers.pop(producer_id, None)
+        self._producer_transceivers.pop(producer_id, None)
+        self.router.close_producer(producer_id)
+
+    # subscribe side
+
+    def consume(self, producer: Producer) -> Consumer:
+        """Add a ``sendonly`` m-section that forwards ``producer``; it starts once the next
+        offer is answered. Raises KeyError if the Producer is closed."""
+        self._require("subscribe")
+        if producer.closed:
+            raise KeyError(producer.id)
+        transceiver = self._pc.addTransceiver(
+            aiortc_glue.HoldTrack(producer.kind, producer.id), direction="sendonly"
+        )
+        transceiver.setCodecPreferences(_capabilities_for(producer))
+        consumer_id = "CO_" + secrets.token_urlsafe(9)
+        holder: dict[str, Consumer] = {}
+        sender = aiortc_glue.ForwardingSender(
+            transceiver.sender,
+            stream_id=producer.participant_id,
+            on_started=lambda: holder["c"].on_started(),
+            on_key_frame_request=lambda: holder["c"].on_key_frame_requested(),
+        )
+        consumer = holder["c"] = Consumer(consumer_id, producer, self.participant_id, sender)
+        self.router.add_consumer(consumer)
+        self.consumers[consumer_id] = consumer
+        self._consumer_transceivers[consumer_id] = transceiver
+        consumer.add_close_listener(self._on_consumer_closed)
+        self.on_renegotiation_needed()
+        return consumer
+
+    def _on_consumer_closed(self, consumer: Consumer) -> None:
+        self.consumers.pop(consumer.id, None)
+        transceiver = self._consumer_transceivers.pop(consumer.id, None)
+        if transceiver is None or self.closed:
+            return
+        transceiver.direction = "inactive"
+        asyncio.ensure_future(transceiver.sender.stop())
+        self.on_renegotiation_needed()
+
+    async def create_offer(self) -> tuple[str, dict[str, Consumer]]:
+        """Create and apply the next subscribe offer; return its SDP and MID → Consumer."""
+        self._require("subscribe")
+        async with self._lock:
+            offer = await self._pc.createOffer()
+            await self._pc.setLocalDescription(offer)
+            mids = {
+                t.mid: self.consumers[cid]
+                for cid, t in self._consumer_transceivers.items()
+                if t.mid is not None and cid in self.consumers
+            }
+            return self._pc.localDescription.sdp, mids
+
+    async def handle_answer(self, sdp: str) -> None:
+        """Apply the client's answer to our last offer.
+
+        Raises SdpError ``no_pending_offer`` when no offer awaits an answer, ``wrong_connection``
+        when the SDP offers to send (a publish offer sent here), ``invalid_sdp`` otherwise.
+        """
+        self._require("subscribe")
+        if any(d in ("sendonly", "sendrecv") for d in media_directions(sdp)):
+            raise SdpError("wrong_connection", "the subscribe connection only sends media")
+        async with self._lock:
+            if self._pc.signalingState != "have-local-offer":
+                raise SdpError("no_pending_offer", "no subscribe offer awaits an answer")
+            try:
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            except Exception as exc:
+                raise SdpError("invalid_sdp", f"cannot apply answer: {exc}") from None
+
+    # both
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        """Add a trickled remote candidate (``{"candidate", "sdpMid", "sdpMLineIndex"}``, as
+        the browser's RTCIceCandidateInit) or None for end of candidates (RFC 8838 §4).
+        Raises SdpError ``invalid_candidate``."""
+        if candidate is None:
+            await self._pc.addIceCandidate(None)
+            return
+        line = str(candidate.get("candidate", ""))
+        if not line:
+            return  # an empty candidate string is the browser's end-of-candidates marker
+        try:
+            parsed = candidate_from_sdp(line.split(":", 1)[1] if line.startswith("candidate:")
+                                        else line)
+            parsed.sdpMid = candidate.get("sdpMid")
+            parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+            if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+                parsed.sdpMLineIndex = 0
+            await self._pc.addIceCandidate(parsed)
+        except Exception as exc:
+            raise SdpError("invalid_candidate", f"cannot parse candidate: {exc}") from None
+
+    def _require(self, direction: str) -> None:
+        if self.closed:
+            raise SdpError("invalid_sdp", "the connection is closed")
+        if self.direction != direction:
+            raise SdpError("wrong_connection", f"this is the {self.direction} connection")
+
+    async def close(self) -> None:
+        """Close the peer connection, its Producers and Consumers."""
+        if self.closed:
+            return
+        self.closed = True
+        for producer_id in list(self.producers):
+            self._close_producer(producer_id)
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+        await self._pc.close()
+
+
+def _capabilities_for(producer: Producer) -> list[RTCRtpCodecCapability]:
+    """The local codec capabilities that carry ``producer``'s codec unchanged, plus RTX."""
+    codec = producer.codec
+    out = []
+    for cap in RTCRtpSender.getCapabilities(producer.kind).codecs:
+        if cap.mimeType.lower() != codec.mime_type.lower() or cap.clockRate != codec.clock_rate:
+            continue
+        if codec.mime_type.lower() == "video/h264":
+            same = all(
+                str(cap.parameters.get(k)) == str(codec.parameters.get(k))
+                for k in ("packetization-mode", "profile-level-id")
+            )
+            if not same:
+                continue
+        out.append(cap)
+        break
+    if out and producer.kind == "video":
+        out += [c for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() == "video/rtx"]
+    return out

@@ -1,0 +1,42 @@
+"""The application factory: ``create_app(config)`` builds the HTTP and WebSocket service."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..sfu.worker import Worker
+from . import demo, errors
+from .calls import ws
+from .calls.rooms import RoomRegistry
+from .config import Config
+from .identity import routes as identity_routes
+from .identity.tokens import TokenService
+from .keys import CONFIG, ROOMS, SFU, TOKENS
+
+
+async def _media(app: web.Application) -> AsyncIterator[None]:
+    app[SFU] = Worker(app[CONFIG].media)
+    app[ROOMS] = RoomRegistry(app[SFU])
+    yield
+    await app[ROOMS].close()  # sessions → rooms → routers → transports
+    await app[SFU].close()
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the application. No I/O here: resources open in cleanup contexts, in order, and
+    close in reverse order, only if they opened."""
+    app = web.Application(middlewares=[errors.middleware], client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    app[TOKENS] = TokenService(config.access_key)
+    app.cleanup_ctx.append(_media)
+    app[ws.SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(ws.close_all_sockets)
+    app.add_routes(identity_routes.routes)
+    app.add_routes(ws.routes)
+    if config.demo:
+        app.add_routes(demo.routes)
+        demo.add_static(app, config.web_demo_dir)
+    return app

@@ -1,0 +1,46 @@
+"""Builders of the messages the server sends (docs/protocol.md, "Events")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Message = dict[str, Any]
+
+
+def reply(request_id: str | int, **result: Any) -> Message:
+    return {"type": "reply", "id": request_id, "result": result}
+
+
+def error(request_id: str | int | None, code: str, message: str) -> Message:
+    return {"type": "error", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def participant_joined(participant: Message) -> Message:
+    return {"type": "participant_joined", "participant": participant}
+
+
+def participant_left(participant_id: str, reason: str) -> Message:
+    return {"type": "participant_left", "participant_id": participant_id, "reason": reason}
+
+
+def track_published(track: Message) -> Message:
+    return {"type": "track_published", "track": track}
+
+
+def track_unpublished(track_id: str, participant_id: str) -> Message:
+    return {"type": "track_unpublished", "track_id": track_id, "participant_id": participant_id}
+
+
+def track_muted(track_id: str, participant_id: str, muted: bool) -> Message:
+    return {
+        "type": "track_muted", "track_id": track_id, "participant_id": participant_id,
+        "muted": muted,
+    }
+
+
+def subscribe_offer(offer_id: int, sdp: str, tracks: dict[str, Message]) -> Message:
+    return {"type": "subscribe_offer", "offer_id": offer_id, "sdp": sdp, "tracks": tracks}
+
+
+def disconnect(code: int, reason: str) -> Message:
+    return {"type": "disconnect", "code": code, "reason": reason}

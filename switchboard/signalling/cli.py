@@ -1,0 +1,174 @@
+"""The ``switchboard`` command: serve, print the connection string, mint a token, join a call.
+
+    switchboard serve [--host H] [--port P] [--data-dir D] [--no-demo] [--ice-address A]...
+    switchboard connection-string [--data-dir D] [--host H] [--port P]
+    switchboard token --user ID [--scopes voip,chat] [--expires-minutes M] [--data-dir D]
+    switchboard join ...            (switchboard.client.cli_join)
+
+``serve`` prints to stdout, in order: ``created data directory <D>`` on the first start, the
+connection string on a line of its own (starting ``endpoint=``), and once the socket is
+bound, ``Switchboard listening on <endpoint>`` — the line to wait for. ``--port 0`` picks a
+free port, and the lines give the real one. The connection string and tokens go to stdout
+only; log lines (stderr) never contain a key or a token.
+
+Each command imports what it needs when it runs, so ``token`` does not load the media stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..sfu.config import MediaConfig
+from .config import Config
+from .datadir import DataDirError, ensure_data_dir, load_access_key
+from .identity.hmac_auth import format_connection_string
+from .identity.tokens import DEFAULT_EXPIRES_IN_MINUTES, TokenService
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_DATA_DIR = Path("data")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = _build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "join":
+        return _join(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return int(args.run(args))
+    except DataDirError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="Self-hostable real-time communication server."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server")
+    _add_endpoint_arguments(serve)
+    _add_data_dir_argument(serve)
+    serve.add_argument("--no-demo", action="store_true", help="leave out the web demo")
+    serve.add_argument(
+        "--ice-address",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a local IP address for ICE candidates (repeatable; default: every interface)",
+    )
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    serve.set_defaults(run=_serve)
+
+    conn = sub.add_parser("connection-string", help="print the connection string")
+    _add_endpoint_arguments(conn)
+    _add_data_dir_argument(conn)
+    conn.set_defaults(run=_connection_string)
+
+    token = sub.add_parser("token", help="print a user access token")
+    _add_data_dir_argument(token)
+    token.add_argument("--user", required=True, metavar="ID", help="the identity id (sub)")
+    token.add_argument(
+        "--scopes", default="voip,chat", help="comma-separated scopes (default: voip,chat)"
+    )
+    token.add_argument(
+        "--expires-minutes",
+        type=int,
+        default=DEFAULT_EXPIRES_IN_MINUTES,
+        metavar="M",
+        help=f"lifetime in minutes, 1..1440 (default {DEFAULT_EXPIRES_IN_MINUTES})",
+    )
+    token.set_defaults(run=_token)
+
+    # Its arguments belong to switchboard.client.cli_join, parsed in _join.
+    sub.add_parser("join", help="join a call from the command line", add_help=False)
+    return parser
+
+
+def _add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+
+
+def _add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="default ./data")
+
+
+def _format_connection_string(config: Config) -> str:
+    return format_connection_string(
+        config.endpoint, base64.b64encode(config.access_key).decode("ascii")
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    key, created = ensure_data_dir(args.data_dir)
+    if created:
+        print(f"created data directory {args.data_dir} and its access key")
+    # Bind before printing, so that --port 0 prints the port actually used.
+    family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((args.host, args.port), family=family)
+    config = Config(
+        access_key=key,
+        host=args.host,
+        port=sock.getsockname()[1],
+        data_dir=args.data_dir,
+        demo=not args.no_demo,
+        media=MediaConfig(ice_addresses=tuple(args.ice_address)),
+    )
+    print("connection string (a secret: whoever holds it can mint tokens):")
+    print(_format_connection_string(config), flush=True)
+    demo = " (web demo at /)" if config.demo else ""
+
+    def ready(*_: object) -> None:  # run_app calls this once the socket listens
+        print(f"Switchboard listening on {config.endpoint}{demo}", flush=True)
+
+    web.run_app(create_app(config), sock=sock, print=ready)
+    return 0
+
+
+def _connection_string(args: argparse.Namespace) -> int:
+    key = load_access_key(args.data_dir)
+    print(_format_connection_string(Config(access_key=key, host=args.host, port=args.port)))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    key = load_access_key(args.data_dir)
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    try:
+        token, _ = TokenService(key).mint(args.user, scopes, args.expires_minutes)
+    except ValueError as exc:
+        print(f"switchboard token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _join(argv: list[str]) -> int:
+    from switchboard.client.cli_join import add_arguments, run
+
+    parser = argparse.ArgumentParser(prog="switchboard join", description="Join a call.")
+    add_arguments(parser)
+    return int(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

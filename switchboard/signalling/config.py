@@ -1,0 +1,38 @@
+"""Server configuration: one frozen dataclass, built by the CLI and by tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..sfu.config import MediaConfig
+
+WEB_DEMO_DIR = Path(__file__).resolve().parents[2] / "web-demo"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``create_app`` needs; no I/O happens while building it.
+
+    ``access_key`` is the installation's HMAC key (32 bytes): it signs the identity API's
+    requests and, derived, user access tokens. It is kept out of ``repr`` so that it never
+    reaches a log.
+    """
+
+    access_key: bytes = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    demo: bool = True
+    web_demo_dir: Path = WEB_DEMO_DIR
+    # Seconds a WebSocket may stay silent before the server closes it (pings keep it open).
+    ws_idle_timeout_s: float = 60.0
+    # Seconds a socket has to send its first message (authenticate) before it is closed.
+    auth_timeout_s: float = 10.0
+    media: MediaConfig = field(default_factory=MediaConfig)
+
+    @property
+    def endpoint(self) -> str:
+        """The public base URL, with a trailing slash, as in the connection string."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"

@@ -1,0 +1,74 @@
+"""The web demo's server side: the page and its files, and a token endpoint with no sign-in.
+
+NOT FOR PRODUCTION. ``POST /demo/token`` gives a ``voip`` + ``chat`` token to anyone who asks:
+it plays the part of an application backend, which in a real deployment authenticates its own
+users and calls the signed identity API (``identity/routes.py``) instead. Serve with
+``--no-demo`` to leave all of this out.
+
+Routes:
+
+    POST /demo/token   {"name": str (1..64 chars), "room": str (1..64 of A-Z a-z 0-9 - _ .)}
+        200 {"token", "user_id", "expires_on"}   expires_on: ISO 8601 UTC with "Z"
+        400 {"error": {"code", "message"}} on a bad body
+    GET  /             web-demo/index.html (404 with an error body if it is absent)
+    GET  /static/<file> the demo directory's files; no directory listing
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+from . import errors
+from .errors import ApiError
+from .identity.routes import format_expires_on, new_identity_id
+from .keys import CONFIG, TOKENS
+
+DEMO_SCOPES = ("voip", "chat")
+DEMO_TOKEN_MINUTES = 120  # long enough for a demo call, short for a token anyone can get
+MAX_NAME_CHARS = 64
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # as `join` accepts (docs/protocol.md)
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/demo/token")
+async def demo_token(request: web.Request) -> web.Response:
+    """Mint a token for a fresh identity. ``name`` and ``room`` are only checked here, so that
+    the form fails early; the client sends them again in ``join``."""
+    body = await errors.read_json_object(request)
+    name, room = body.get("name"), body.get("room")
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS:
+        raise ApiError(400, "ValidationError", f"name must be 1 to {MAX_NAME_CHARS} characters")
+    if not isinstance(room, str) or not ROOM_PATTERN.fullmatch(room):
+        raise ApiError(
+            400,
+            "ValidationError",
+            "room must be 1 to 64 characters of letters, digits, '-', '_' and '.'",
+        )
+    user_id = new_identity_id(request.app[CONFIG].access_key)
+    token, expires_on = request.app[TOKENS].mint(user_id, DEMO_SCOPES, DEMO_TOKEN_MINUTES)
+    return web.json_response(
+        {"token": token, "user_id": user_id, "expires_on": format_expires_on(expires_on)}
+    )
+
+
+def add_static(app: web.Application, web_demo_dir: Path) -> None:
+    """Serve ``web_demo_dir/index.html`` at ``/`` and the directory's files under ``/static/``.
+
+    If ``web_demo_dir`` is not a directory, ``/`` answers 404 with an error body and no static
+    route is added. Symbolic links leading out of the directory are not followed; ``..`` is
+    refused by aiohttp's static resource.
+    """
+    index = web_demo_dir / "index.html"
+
+    async def index_page(request: web.Request) -> web.StreamResponse:
+        if not index.is_file():
+            raise ApiError(404, "NotFound", "the web demo is not installed on this server")
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/", index_page)
+    if web_demo_dir.is_dir():
+        app.router.add_static("/static/", web_demo_dir, show_index=False, follow_symlinks=False)

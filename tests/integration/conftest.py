@@ -1,0 +1,138 @@
+"""A real server (the application from ``create_app``) on loopback, and real aiortc peers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from aiortc.mediastreams import MediaStreamError
+
+from switchboard.client import RemoteTrack, Room, ToneTrack, VideoTestPattern
+from switchboard.sfu import MediaConfig
+from switchboard.signalling.app import create_app
+from switchboard.signalling.config import Config
+from switchboard.signalling.identity.routes import new_identity_id
+from switchboard.signalling.identity.tokens import TokenService
+
+LOOPBACK = ("127.0.0.1",)
+
+
+@dataclass
+class Server:
+    url: str
+    app: web.Application
+    tokens: TokenService
+    access_key: bytes
+
+    def token(self, scopes: tuple[str, ...] = ("voip",)) -> str:
+        return self.tokens.mint(new_identity_id(self.access_key), list(scopes), 60)[0]
+
+
+@pytest.fixture
+async def server(tmp_path) -> AsyncIterator[Server]:
+    key = secrets.token_bytes(32)
+    config = Config(access_key=key, data_dir=tmp_path, media=MediaConfig(ice_addresses=LOOPBACK))
+    app = create_app(config)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield Server(str(test_server.make_url("/")).rstrip("/"), app, TokenService(key), key)
+    finally:
+        await test_server.close()
+
+
+class Peer:
+    """A Room plus what it saw, with a way to wait for a condition on it.
+
+    Every remote track is decoded (frames counted per track id); callbacks record joins,
+    leaves and ended tracks. ``until(predicate)`` waits on the ``changed`` event, which every
+    record sets, so tests wait on what happened instead of sleeping.
+    """
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+        self.changed = asyncio.Event()
+        self.tracks: dict[str, RemoteTrack] = {}
+        self.frames: dict[str, int] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.track_at: dict[str, float] = {}
+        self.first_frame_at: dict[str, float] = {}
+        self.ended: set[str] = set()
+        self.left: dict[str, str] = {}
+        self.muted: dict[str, bool] = {}
+        self._decoders: list[asyncio.Task[None]] = []
+        room.on_track = self._on_track
+        room.on_track_ended = lambda t: self._record(self.ended.add, t.track_id)
+        room.on_participant_left = lambda pid, why: self._record(self.left.__setitem__, pid, why)
+        room.on_track_muted = lambda t: self._record(self.muted.__setitem__, t.track_id, t.muted)
+
+    def _record(self, fn: Callable[..., object], *args: object) -> None:
+        fn(*args)
+        self.changed.set()
+
+    def _on_track(self, remote: RemoteTrack) -> None:
+        self.tracks[remote.track_id] = remote
+        self.frames[remote.track_id] = 0
+        self.track_at[remote.track_id] = time.monotonic()
+        self._decoders.append(asyncio.ensure_future(self._decode(remote)))
+        self.changed.set()
+
+    async def _decode(self, remote: RemoteTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await remote.track.recv()
+                tid = remote.track_id
+                self.first_frame_at.setdefault(tid, time.monotonic())
+                self.frames[tid] += 1
+                if remote.kind == "video":
+                    self.sizes[tid] = (frame.width, frame.height)
+                self.changed.set()
+
+    def frames_from(self, publisher: Peer, kind: str) -> int:
+        """Frames decoded here of ``publisher``'s track of ``kind`` (0 if none)."""
+        return sum(
+            self.frames[tid] for tid, t in self.tracks.items()
+            if t.participant_id == publisher.room.participant_id and t.kind == kind
+        )
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Wait until ``predicate()`` holds; raises TimeoutError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), max(0.0, deadline - time.monotonic()))
+
+    async def close(self) -> None:
+        for task in self._decoders:
+            task.cancel()
+        if not self.room.closed.is_set():
+            await self.room.close()
+
+
+Join = Callable[..., Awaitable[Peer]]
+
+
+@pytest.fixture
+async def join(server: Server) -> AsyncIterator[Join]:
+    """``await join(name, room="r1", publish=True)``: a joined Peer, publishing a test
+    pattern and a tone unless ``publish`` is False. All are closed at the end."""
+    peers: list[Peer] = []
+
+    async def _join(name: str, room: str = "r1", publish: bool = True) -> Peer:
+        peer = Peer(await Room.connect(server.url, server.token(), room, name, LOOPBACK))
+        peers.append(peer)
+        if publish:
+            await peer.room.publish([ToneTrack(), VideoTestPattern(320, 240)])
+        return peer
+
+    yield _join
+    for peer in peers:
+        await peer.close()

@@ -1,0 +1,401 @@
+// Switchboard protocol client: the signalling WebSocket (requests with ids and promises, events)
+// and the two peer connections (publish: we offer; subscribe: the server offers).
+// See docs/protocol.md. No UI here: app.js listens to the events this client dispatches.
+//
+// Events (CustomEvent, payload in `event.detail`):
+//   "message"           every server event, as received ({type, ...})
+//   "track"             a remote track became available {mid, trackId, participantId, kind, track}
+//   "trackremoved"      a remote track is gone          {mid, trackId, participantId, kind}
+//   "connectionstate"   {target: "publish"|"subscribe", state}
+//   "protocolerror"     an error without a request id, or a failure handling a server event
+//   "close"             the socket closed {code, reason, wasClean}
+
+const REQUEST_TIMEOUT_MS = 15000;
+const ICE_GATHERING_TIMEOUT_MS = 2000;
+const PING_INTERVAL_MS = 20000;
+
+/** An error reply from the server (or a local failure of a request). */
+export class SwitchboardError extends Error {
+  constructor(code, message) {
+    super(`${code}: ${message}`);
+    this.name = "SwitchboardError";
+    this.code = code;
+  }
+}
+
+/** Ask the demo endpoint for a user access token. Returns {token, user_id, expires_on}. */
+export async function fetchDemoToken(name, room, baseUrl = "") {
+  const response = await fetch(`${baseUrl}/demo/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name, room }),
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON: reported below with the status.
+  }
+  if (!response.ok) {
+    const error = body && body.error ? body.error : { code: `HTTP ${response.status}`, message: response.statusText };
+    throw new SwitchboardError(error.code, error.message);
+  }
+  return body;
+}
+
+/** The WebSocket URL of the signalling endpoint on the page's own host. */
+export function defaultSignallingUrl(location = window.location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/v1/rtc`;
+}
+
+/**
+ * Resolve once `pc` has gathered all its ICE candidates, or after `timeoutMs` (then the
+ * description holds what was gathered so far and later candidates are trickled).
+ * Returns true if gathering completed.
+ */
+export function waitForIceGathering(pc, timeoutMs = ICE_GATHERING_TIMEOUT_MS) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (complete) => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", onChange);
+      resolve(complete);
+    };
+    const onChange = () => {
+      if (pc.iceGatheringState === "complete") done(true);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    pc.addEventListener("icegatheringstatechange", onChange);
+  });
+}
+
+export class SwitchboardClient extends EventTarget {
+  constructor({ url = defaultSignallingUrl() } = {}) {
+    super();
+    this.url = url;
+    this.ws = null;
+    this.participant = null; // {id, name, user_id} after join
+    this.room = null;
+    this.iceServers = [];
+    this.pcs = { publish: null, subscribe: null };
+    this.localTracks = {}; // server track id -> {kind, mid, track}
+    this.remoteTracks = new Map(); // mid -> {mid, trackId, participantId, kind, track}
+    this._nextId = 1;
+    this._pending = new Map(); // request id -> {resolve, reject, timer, type}
+    this._pingTimer = null;
+    this._subscribeQueue = Promise.resolve();
+    this._descriptionSent = { publish: false, subscribe: false };
+    this._closed = false;
+  }
+
+  // ---- the socket ----------------------------------------------------------------------
+
+  /** Open the WebSocket; resolves when it is open. */
+  connect() {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      let opened = false;
+      ws.addEventListener("open", () => {
+        opened = true;
+        this._pingTimer = setInterval(() => {
+          this.request("ping").catch((error) => this._emit("protocolerror", { error }));
+        }, PING_INTERVAL_MS);
+        resolve();
+      });
+      ws.addEventListener("message", (event) => this._onMessage(event.data));
+      ws.addEventListener("close", (event) => {
+        this._onClose(event);
+        if (!opened) reject(new SwitchboardError("connection_failed", `cannot connect to ${this.url}`));
+      });
+    });
+  }
+
+  /** Send a request; resolves with its `result`, rejects with a SwitchboardError. */
+  request(type, fields = {}) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new SwitchboardError("not_connected", `cannot send ${type}: socket not open`));
+    }
+    const id = this._nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        reject(new SwitchboardError("timeout", `no reply to ${type} within ${REQUEST_TIMEOUT_MS / 1000} s`));
+      }, REQUEST_TIMEOUT_MS);
+      this._pending.set(id, { resolve, reject, timer, type });
+      this.ws.send(JSON.stringify({ ...fields, id, type }));
+    });
+  }
+
+  _onMessage(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      this._emit("protocolerror", { error: new SwitchboardError("invalid_json", "the server sent a non-JSON frame") });
+      return;
+    }
+    if (message.type === "reply" || message.type === "error") {
+      const pending = this._pending.get(message.id);
+      if (!pending) {
+        if (message.type === "error") {
+          const { code, message: text } = message.error || {};
+          this._emit("protocolerror", { error: new SwitchboardError(code, text) });
+        }
+        return;
+      }
+      this._pending.delete(message.id);
+      clearTimeout(pending.timer);
+      if (message.type === "reply") pending.resolve(message.result);
+      else pending.reject(new SwitchboardError(message.error.code, message.error.message));
+      return;
+    }
+    if (message.type === "subscribe_offer") {
+      // Serialise: each offer is fully answered before the next is applied.
+      this._subscribeQueue = this._subscribeQueue
+        .then(() => this._answerSubscribeOffer(message))
+        .catch((error) => this._emit("protocolerror", { error }));
+    }
+    this._emit("message", message);
+  }
+
+  _onClose(event) {
+    clearInterval(this._pingTimer);
+    this._pingTimer = null;
+    for (const [, pending] of this._pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new SwitchboardError("disconnected", `socket closed (${event.code}) before the reply to ${pending.type}`));
+    }
+    this._pending.clear();
+    this._closePeerConnections();
+    this._emit("close", { code: event.code, reason: event.reason, wasClean: event.wasClean });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // ---- session --------------------------------------------------------------------------
+
+  authenticate(token) {
+    return this.request("authenticate", { token });
+  }
+
+  /** Join a room; creates the subscribe connection, ready for the server's offers. */
+  async join(room, name) {
+    const result = await this.request("join", { room, name });
+    this.participant = result.participant;
+    this.room = result.room;
+    this.iceServers = result.ice_servers || [];
+    if (!this.pcs.subscribe) this._createSubscribeConnection();
+    return result;
+  }
+
+  /** Send `leave`, then release the connections. The server closes the socket (1000). */
+  async leave() {
+    try {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) await this.request("leave");
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Close everything without telling the server (it sees the socket close). */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    this._closePeerConnections();
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, "leave");
+  }
+
+  _closePeerConnections() {
+    for (const key of ["publish", "subscribe"]) {
+      if (this.pcs[key]) this.pcs[key].close();
+    }
+    for (const info of this.remoteTracks.values()) this._emit("trackremoved", this._publicTrackInfo(info));
+    this.remoteTracks.clear();
+  }
+
+  // ---- ICE ------------------------------------------------------------------------------
+
+  _newPeerConnection(target) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    // Candidates gathered before the description is sent travel in its SDP; the ones found
+    // later (gathering outlived its timeout) are trickled.
+    pc.addEventListener("icecandidate", (event) => {
+      if (!this._descriptionSent[target]) return;
+      const candidate = event.candidate
+        ? { candidate: event.candidate.candidate, sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex }
+        : null;
+      this.request("trickle", { target, candidate }).catch((error) => this._emit("protocolerror", { error }));
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      this._emit("connectionstate", { target, state: pc.connectionState });
+    });
+    return pc;
+  }
+
+  // ---- publishing -----------------------------------------------------------------------
+
+  /**
+   * Publish every track of `stream` on the publish connection (one sendonly transceiver
+   * each). Resolves with the server's track list [{track_id, mid, kind, muted}].
+   */
+  async publish(stream) {
+    const pc = this._newPeerConnection("publish");
+    this.pcs.publish = pc;
+    for (const track of stream.getTracks()) {
+      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    await waitForIceGathering(pc);
+    const result = await this.request("publish_offer", { sdp: pc.localDescription.sdp });
+    this._descriptionSent.publish = true;
+    await pc.setRemoteDescription({ type: "answer", sdp: result.sdp });
+    const byMid = new Map(pc.getTransceivers().map((t) => [t.mid, t]));
+    for (const info of result.tracks) {
+      const transceiver = byMid.get(info.mid);
+      this.localTracks[info.track_id] = {
+        kind: info.kind,
+        mid: info.mid,
+        muted: info.muted,
+        track: transceiver ? transceiver.sender.track : null,
+      };
+    }
+    return result.tracks;
+  }
+
+  /** The server track id of our published track of `kind`, or null. */
+  localTrackId(kind) {
+    for (const [trackId, info] of Object.entries(this.localTracks)) {
+      if (info.kind === kind) return trackId;
+    }
+    return null;
+  }
+
+  /** Stop sending real media of `kind` (track.enabled) and tell the others with `mute`. */
+  async setMuted(kind, muted) {
+    const trackId = this.localTrackId(kind);
+    if (!trackId) throw new SwitchboardError("unknown_track", `no published ${kind} track`);
+    const info = this.localTracks[trackId];
+    if (info.track) info.track.enabled = !muted;
+    info.muted = muted;
+    await this.request("mute", { track_id: trackId, muted });
+  }
+
+  // ---- subscribing ----------------------------------------------------------------------
+
+  _createSubscribeConnection() {
+    const pc = this._newPeerConnection("subscribe");
+    this.pcs.subscribe = pc;
+  }
+
+  async _answerSubscribeOffer(message) {
+    if (this._closed) return;
+    if (!this.pcs.subscribe) this._createSubscribeConnection();
+    const pc = this.pcs.subscribe;
+    if (pc.signalingState === "closed") return;
+    await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+    this._updateRemoteTracks(pc, message.tracks || {});
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await waitForIceGathering(pc);
+    await this.request("subscribe_answer", { offer_id: message.offer_id, sdp: pc.localDescription.sdp });
+    this._descriptionSent.subscribe = true;
+  }
+
+  /**
+   * Reconcile the MID → track map with the one of a new offer. The receiver of each
+   * transceiver is the remote track carried by its m-section; a MID absent from the map is
+   * inactive (its track was unpublished), and a reused MID carries another track now.
+   */
+  _updateRemoteTracks(pc, tracks) {
+    const transceivers = new Map(pc.getTransceivers().map((t) => [t.mid, t]));
+    for (const [mid, old] of [...this.remoteTracks]) {
+      const next = tracks[mid];
+      if (!next || next.track_id !== old.trackId) {
+        this.remoteTracks.delete(mid);
+        this._emit("trackremoved", this._publicTrackInfo(old));
+      }
+    }
+    for (const [mid, info] of Object.entries(tracks)) {
+      if (this.remoteTracks.has(mid)) continue;
+      const transceiver = transceivers.get(mid);
+      if (!transceiver) continue;
+      const entry = {
+        mid,
+        trackId: info.track_id,
+        participantId: info.participant_id,
+        kind: info.kind,
+        track: transceiver.receiver.track,
+      };
+      this.remoteTracks.set(mid, entry);
+      this._emit("track", entry);
+    }
+  }
+
+  _publicTrackInfo(info) {
+    return { mid: info.mid, trackId: info.trackId, participantId: info.participantId, kind: info.kind };
+  }
+
+  /** The remote track entry an inbound-rtp stat belongs to (by MID, else by track id). */
+  _remoteTrackForStat(stat) {
+    if (stat.mid !== undefined && this.remoteTracks.has(String(stat.mid))) {
+      return this.remoteTracks.get(String(stat.mid));
+    }
+    for (const entry of this.remoteTracks.values()) {
+      if (entry.track && entry.track.id === stat.trackIdentifier) return entry;
+    }
+    return null;
+  }
+
+  // ---- statistics -----------------------------------------------------------------------
+
+  /**
+   * {inbound: [{participant_id, track_id, mid, kind, framesDecoded, packetsReceived,
+   *             bytesReceived, frameWidth, frameHeight}],
+   *  outbound: [{track_id, mid, kind, framesEncoded, packetsSent, bytesSent, frameWidth, frameHeight}]}
+   */
+  async stats() {
+    const inbound = [];
+    const outbound = [];
+    const subscribe = this.pcs.subscribe;
+    if (subscribe && subscribe.signalingState !== "closed") {
+      for (const stat of (await subscribe.getStats()).values()) {
+        if (stat.type !== "inbound-rtp") continue;
+        const entry = this._remoteTrackForStat(stat);
+        inbound.push({
+          participant_id: entry ? entry.participantId : null,
+          track_id: entry ? entry.trackId : null,
+          mid: stat.mid ?? (entry ? entry.mid : null),
+          kind: stat.kind,
+          framesDecoded: stat.framesDecoded ?? 0,
+          packetsReceived: stat.packetsReceived ?? 0,
+          bytesReceived: stat.bytesReceived ?? 0,
+          frameWidth: stat.frameWidth ?? 0,
+          frameHeight: stat.frameHeight ?? 0,
+        });
+      }
+    }
+    const publish = this.pcs.publish;
+    if (publish && publish.signalingState !== "closed") {
+      const trackIdByMid = new Map(Object.entries(this.localTracks).map(([id, info]) => [info.mid, id]));
+      for (const stat of (await publish.getStats()).values()) {
+        if (stat.type !== "outbound-rtp") continue;
+        outbound.push({
+          track_id: trackIdByMid.get(stat.mid) ?? null,
+          mid: stat.mid ?? null,
+          kind: stat.kind,
+          framesEncoded: stat.framesEncoded ?? 0,
+          packetsSent: stat.packetsSent ?? 0,
+          bytesSent: stat.bytesSent ?? 0,
+          frameWidth: stat.frameWidth ?? 0,
+          frameHeight: stat.frameHeight ?? 0,
+        });
+      }
+    }
+    return { inbound, outbound };
+  }
+}
