@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, help="leave after this many seconds")
     parser.add_argument("--stats-json", type=Path, help="write what was received here (JSON)")
     parser.add_argument(
-        "--ice-address", action="append", default=None,
+        "--ice-address",
+        action="append",
+        default=None,
         help="local address to gather ICE candidates on (repeatable; default: all)",
     )
 

@@ -22,8 +22,17 @@ class VideoTestPattern(VideoStreamTrack):
     def __init__(self, width: int = 640, height: int = 480) -> None:
         super().__init__()
         bars = np.array(
-            [[235, 235, 235], [235, 235, 16], [16, 235, 235], [16, 235, 16],
-             [235, 16, 235], [235, 16, 16], [16, 16, 235], [16, 16, 16]], dtype=np.uint8
+            [
+                [235, 235, 235],
+                [235, 235, 16],
+                [16, 235, 235],
+                [16, 235, 16],
+                [235, 16, 235],
+                [235, 16, 16],
+                [16, 16, 235],
+                [16, 16, 16],
+            ],
+            dtype=np.uint8,
         )
         columns = np.repeat(bars, -(-width // len(bars)), axis=0)[:width]
         self._base = np.repeat(columns[np.newaxis, :, :], height, axis=0)

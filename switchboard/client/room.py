@@ -140,9 +140,7 @@ class Room:
         self.participants = {p["id"]: p for p in joined["participants"]}
         self._muted = {t["track_id"]: t["muted"] for t in joined["tracks"]}
         servers = [RTCIceServer(**s) for s in joined.get("ice_servers", [])]
-        self._config = RTCConfiguration(
-            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
-        )
+        self._config = RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self.subscribe_pc = RTCPeerConnection(self._config)
         self.subscribe_pc.on("track", self._on_remote_track)
         self._joined.set()
@@ -284,8 +282,12 @@ class Room:
             return
         participant = self.participants.get(info["participant_id"], {})
         remote = RemoteTrack(
-            info["track_id"], info["participant_id"], participant.get("name", ""),
-            info["kind"], track, self._muted.get(info["track_id"], False),
+            info["track_id"],
+            info["participant_id"],
+            participant.get("name", ""),
+            info["kind"],
+            track,
+            self._muted.get(info["track_id"], False),
         )
         self.remote_tracks[remote.track_id] = remote
 

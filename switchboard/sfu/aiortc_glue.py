@@ -181,9 +181,7 @@ class ForwardingSender:
         sender.send = start  # type: ignore[method-assign]
         sender._handle_rtcp_packet = on_rtcp  # type: ignore[method-assign]
 
-    async def send(
-        self, packet: RtpPacket, seq: int, ts: int, audio_level: Any = None
-    ) -> None:
+    async def send(self, packet: RtpPacket, seq: int, ts: int, audio_level: Any = None) -> None:
         """Send ``packet``'s payload and marker with our SSRC/PT and the given 16-bit ``seq`` and
         32-bit RTP ``ts``; header extensions are rewritten to the subscriber's ids (RFC 8285):
         MID, abs-send-time and, for audio, the level (RFC 6464). Raises ConnectionError when the

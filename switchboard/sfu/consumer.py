@@ -23,8 +23,16 @@ class Consumer:
     """
 
     __slots__ = (
-        "id", "producer", "subscriber_id", "closed", "packets_sent", "send_errors",
-        "_sender", "_seq", "_needs_key_frame", "_on_closed",
+        "id",
+        "producer",
+        "subscriber_id",
+        "closed",
+        "packets_sent",
+        "send_errors",
+        "_sender",
+        "_seq",
+        "_needs_key_frame",
+        "_on_closed",
     )
 
     def __init__(

@@ -50,9 +50,23 @@ class Producer:
     """
 
     __slots__ = (
-        "id", "kind", "participant_id", "codec", "closed", "muted", "packets_received",
-        "packets_dropped", "_receiver", "_rtx_apt", "_media_ssrc", "_unwrapper", "_is_key_frame",
-        "_on_rtp", "_kf_interval_ms", "_kf_last_ms", "_kf_timer",
+        "id",
+        "kind",
+        "participant_id",
+        "codec",
+        "closed",
+        "muted",
+        "packets_received",
+        "packets_dropped",
+        "_receiver",
+        "_rtx_apt",
+        "_media_ssrc",
+        "_unwrapper",
+        "_is_key_frame",
+        "_on_rtp",
+        "_kf_interval_ms",
+        "_kf_last_ms",
+        "_kf_timer",
     )
 
     def __init__(

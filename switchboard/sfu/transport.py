@@ -137,7 +137,10 @@ class WebRtcTransport:
             return None
         first = media[0]
         codec = Codec(
-            first.mimeType, first.clockRate, first.channels, dict(first.parameters),
+            first.mimeType,
+            first.clockRate,
+            first.channels,
+            dict(first.parameters),
             first.payloadType,
         )
         rtx = {
@@ -146,8 +149,13 @@ class WebRtcTransport:
             if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
         }
         producer = Producer(
-            "TR_" + secrets.token_urlsafe(9), track.kind, self.participant_id,
-            transceiver.receiver, codec, rtx, self.router._on_producer_rtp,
+            "TR_" + secrets.token_urlsafe(9),
+            track.kind,
+            self.participant_id,
+            transceiver.receiver,
+            codec,
+            rtx,
+            self.router._on_producer_rtp,
             self.router.key_frame_interval_ms,
         )
         self.router.add_producer(producer)
@@ -245,8 +253,9 @@ class WebRtcTransport:
         if not line:
             return  # an empty candidate string is the browser's end-of-candidates marker
         try:
-            parsed = candidate_from_sdp(line.split(":", 1)[1] if line.startswith("candidate:")
-                                        else line)
+            parsed = candidate_from_sdp(
+                line.split(":", 1)[1] if line.startswith("candidate:") else line
+            )
             parsed.sdpMid = candidate.get("sdpMid")
             parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
             if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
@@ -290,6 +299,9 @@ def _capabilities_for(producer: Producer) -> list[RTCRtpCodecCapability]:
         out.append(cap)
         break
     if out and producer.kind == "video":
-        out += [c for c in RTCRtpSender.getCapabilities("video").codecs
-                if c.mimeType.lower() == "video/rtx"]
+        out += [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() == "video/rtx"
+        ]
     return out

@@ -11,8 +11,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from .config import MediaConfig
 from . import aiortc_glue
+from .config import MediaConfig
 from .router import Router
 from .transport import WebRtcTransport
 

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.run(args))
-    except DataDirError as exc:
+    except (DataDirError, OSError) as exc:  # no key, a port in use, an unknown host…
         print(f"switchboard: {exc}", file=sys.stderr)
         return 1
 
@@ -98,7 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"default {DEFAULT_PORT}; 0 picks a free port",
+    )
 
 
 def _add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +124,9 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # aioice logs every connectivity check at INFO: keep it for --log-level debug.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("aioice").setLevel(logging.WARNING)
     key, created = ensure_data_dir(args.data_dir)
     if created:
         print(f"created data directory {args.data_dir} and its access key")

@@ -1,4 +1,4 @@
-"""HTTP errors as ``{"error": {"code", "message"}}`` bodies, and the middleware that renders them."""
+"""HTTP errors as `{"error": {"code", "message"}}` bodies and the middleware that renders them."""
 
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
 from aiortc.mediastreams import MediaStreamError
 
 from switchboard.client import RemoteTrack, Room, ToneTrack, VideoTestPattern
@@ -99,7 +98,8 @@ class Peer:
     def frames_from(self, publisher: Peer, kind: str) -> int:
         """Frames decoded here of ``publisher``'s track of ``kind`` (0 if none)."""
         return sum(
-            self.frames[tid] for tid, t in self.tracks.items()
+            self.frames[tid]
+            for tid, t in self.tracks.items()
             if t.participant_id == publisher.room.participant_id and t.kind == kind
         )
 

@@ -26,8 +26,11 @@ async def test_three_participants_receive_each_other(join: Join) -> None:
     a, b, c = [await join(name) for name in ("a", "b", "c")]
     await a.until(lambda: receives_all([a, b, c], 10), timeout=30)
     for p, q in itertools.permutations([a, b, c], 2):
-        (video,) = [t for t in p.tracks.values()
-                    if t.participant_id == q.room.participant_id and t.kind == "video"]
+        (video,) = [
+            t
+            for t in p.tracks.values()
+            if t.participant_id == q.room.participant_id and t.kind == "video"
+        ]
         assert p.sizes[video.track_id] == (320, 240)
     names = {t.participant_name for t in a.tracks.values()}
     assert names == {"b", "c"}
@@ -39,8 +42,11 @@ async def test_forwarded_payloads_equal_sent_payloads(join: Join) -> None:
     received: list[bytes] = []
 
     def tap(remote: RemoteTrack) -> None:
-        (transceiver,) = [t for t in subscriber.room.subscribe_pc.getTransceivers()
-                          if t.receiver.track is remote.track]
+        (transceiver,) = [
+            t
+            for t in subscriber.room.subscribe_pc.getTransceivers()
+            if t.receiver.track is remote.track
+        ]
 
         async def record(packet: RtpPacket) -> None:
             if remote.kind == "video":
@@ -51,14 +57,16 @@ async def test_forwarded_payloads_equal_sent_payloads(join: Join) -> None:
     on_track = subscriber.room.on_track
     subscriber.room.on_track = lambda remote: (tap(remote), on_track(remote))
     await publisher.room.publish([ToneTrack(), VideoTestPattern(320, 240)])
-    (video_sender,) = [t.sender for t in publisher.room.publish_pc.getTransceivers()
-                       if t.kind == "video"]
+    (video_sender,) = [
+        t.sender for t in publisher.room.publish_pc.getTransceivers() if t.kind == "video"
+    ]
     sent: set[bytes] = set()
     aiortc_glue.tap_sent_rtp(
         video_sender, lambda p: sent.add(p.payload) if p.ssrc == video_sender._ssrc else None
     )
-    await subscriber.until(lambda: len(received) >= 200 and
-                           subscriber.frames_from(publisher, "video") >= 20)
+    await subscriber.until(
+        lambda: len(received) >= 200 and subscriber.frames_from(publisher, "video") >= 20
+    )
     assert all(payload in sent for payload in received)
     assert len(set(received)) >= 200
 
@@ -68,8 +76,9 @@ async def test_late_joiner_gets_a_key_frame_first_and_within_a_second(join: Join
     b = await join("b")
     await a.until(lambda: receives_all([a, b], 30))  # a's encoder is well past its key frame
     late = await join("late", publish=False)
-    await late.until(lambda: late.frames_from(a, "video") >= 1 and
-                     late.frames_from(b, "video") >= 1, timeout=5)
+    await late.until(
+        lambda: late.frames_from(a, "video") >= 1 and late.frames_from(b, "video") >= 1, timeout=5
+    )
     for remote in late.tracks.values():
         if remote.kind == "video":
             assert remote.first_packet is not None
@@ -89,14 +98,16 @@ async def test_leave_and_abrupt_disconnect_remove_tracks(server: Server, join: J
     await c.until(lambda: c.left.get(b.room.participant_id) == "left")
 
     await c.room.close()  # no leave: the socket just goes away
-    await a.until(lambda: c_tracks <= a.ended and
-                  a.left.get(c.room.participant_id) == "disconnected")
+    await a.until(
+        lambda: c_tracks <= a.ended and a.left.get(c.room.participant_id) == "disconnected"
+    )
     room = server.app[ROOMS].rooms["r1"]
     assert list(room.participants) == [a.room.participant_id]
     assert {p.participant_id for p in room.router.producers.values()} == {a.room.participant_id}
     # a's subscribe connection was renegotiated: its m-sections of b and c are inactive
-    await a.until(lambda: all(t.currentDirection == "inactive"
-                              for t in a.room.subscribe_pc.getTransceivers()))
+    await a.until(
+        lambda: all(t.currentDirection == "inactive" for t in a.room.subscribe_pc.getTransceivers())
+    )
 
     await a.room.leave()
     await a.room.closed.wait()

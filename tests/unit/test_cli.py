@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -202,6 +203,16 @@ def test_usage_errors(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = cli(*args)
     assert result.returncode == 2
     assert "usage:" in result.stderr
+
+
+def test_serve_on_a_port_in_use(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", str(port), "--data-dir", tmp_path / "data")
+    assert result.returncode == 1
+    assert "switchboard:" in result.stderr and "in use" in result.stderr
+    assert "endpoint=" not in result.stdout
+    assert "Switchboard listening" not in result.stdout
 
 
 def test_join_takes_its_arguments_from_the_client() -> None:

@@ -47,8 +47,11 @@ async def join(conn: Connection, msg: dict[str, Any]) -> Result:
     tracks = [t for p in room.participants.values() for t in p.tracks()]
     conn.participant = room.join(msg["name"], conn.token.user_id, conn.send, conn.media_failed)
     return {
-        "participant": conn.participant.info(), "room": room.name, "participants": others,
-        "tracks": tracks, "ice_servers": [],
+        "participant": conn.participant.info(),
+        "room": room.name,
+        "participants": others,
+        "tracks": tracks,
+        "ice_servers": [],
     }
 
 
@@ -81,8 +84,13 @@ async def ping(conn: Connection, msg: dict[str, Any]) -> Result:
 
 
 HANDLERS: dict[str, Handler] = {
-    "authenticate": authenticate, "join": join, "publish_offer": publish_offer,
-    "subscribe_answer": subscribe_answer, "trickle": trickle, "mute": mute, "leave": leave,
+    "authenticate": authenticate,
+    "join": join,
+    "publish_offer": publish_offer,
+    "subscribe_answer": subscribe_answer,
+    "trickle": trickle,
+    "mute": mute,
+    "leave": leave,
     "ping": ping,
 }
 BEFORE_AUTH = frozenset({"authenticate", "ping"})

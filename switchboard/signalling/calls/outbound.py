@@ -33,7 +33,9 @@ def track_unpublished(track_id: str, participant_id: str) -> Message:
 
 def track_muted(track_id: str, participant_id: str, muted: bool) -> Message:
     return {
-        "type": "track_muted", "track_id": track_id, "participant_id": participant_id,
+        "type": "track_muted",
+        "track_id": track_id,
+        "participant_id": participant_id,
         "muted": muted,
     }
 

@@ -23,8 +23,10 @@ Send = Callable[[outbound.Message], None]
 
 def track_info(producer: Producer) -> dict[str, Any]:
     return {
-        "track_id": producer.id, "participant_id": producer.participant_id,
-        "kind": producer.kind, "muted": producer.muted,
+        "track_id": producer.id,
+        "participant_id": producer.participant_id,
+        "kind": producer.kind,
+        "muted": producer.muted,
     }
 
 
@@ -50,10 +52,12 @@ class Participant:
         self.closed = False
         self._on_media_failed = on_media_failed
         worker = room.worker
-        self.publish = worker.create_webrtc_transport(room.router, "publish", self.id,
-                                                      self._transport_closed)
-        self.subscribe = worker.create_webrtc_transport(room.router, "subscribe", self.id,
-                                                        self._transport_closed)
+        self.publish = worker.create_webrtc_transport(
+            room.router, "publish", self.id, self._transport_closed
+        )
+        self.subscribe = worker.create_webrtc_transport(
+            room.router, "subscribe", self.id, self._transport_closed
+        )
         self.subscribe.on_renegotiation_needed = self._renegotiation_needed
         self._dirty = asyncio.Event()
         self._offer_id = 0
@@ -100,8 +104,10 @@ class Participant:
                 sdp, mids = await self.subscribe.create_offer()
                 self._offer_id += 1
                 self._answered = asyncio.Event()
-                tracks = {mid: {k: v for k, v in track_info(c.producer).items() if k != "muted"}
-                          for mid, c in mids.items()}
+                tracks = {
+                    mid: {k: v for k, v in track_info(c.producer).items() if k != "muted"}
+                    for mid, c in mids.items()
+                }
                 self.send(outbound.subscribe_offer(self._offer_id, sdp, tracks))
                 await self._answered.wait()
         except asyncio.CancelledError:

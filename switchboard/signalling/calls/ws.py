@@ -43,8 +43,10 @@ async def rtc(request: web.Request) -> web.WebSocketResponse:
         conn.outbox.put_nowait(None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 5)
-        await ws.close(code=ending.code if ending else 1000,
-                       message=(ending.reason if ending else "").encode()[:120])
+        await ws.close(
+            code=ending.code if ending else 1000,
+            message=(ending.reason if ending else "").encode()[:120],
+        )
     return ws
 
 
