@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, help="the server's data directory: mint a token from its key"
     )
     parser.add_argument("--play", help="media file to publish (anything PyAV opens)")
+    parser.add_argument(
+        "--video-codec",
+        choices=["VP8", "H264"],
+        type=str.upper,
+        help="offer only this video codec when publishing (default: VP8 first, then H264)",
+    )
     parser.add_argument("--duration", type=float, help="leave after this many seconds")
     parser.add_argument("--stats-json", type=Path, help="write what was received here (JSON)")
     parser.add_argument(
@@ -121,7 +127,7 @@ async def run_async(args: argparse.Namespace) -> int:
     print(f"joined room {room.room} as {room.participant_id} ({args.name})", flush=True)
     for p in room.participants.values():
         print(f"{p['name']} is here", flush=True)
-    published = await room.publish(tracks)
+    published = await room.publish(tracks, args.video_codec)
     print("publishing " + ", ".join(t["kind"] for t in published), flush=True)
 
     stop = asyncio.Event()

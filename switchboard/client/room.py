@@ -29,6 +29,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.rtp import RtpPacket
@@ -159,13 +160,25 @@ class Room:
         finally:
             self._pending.pop(request_id, None)
 
-    async def publish(self, tracks: Sequence[MediaStreamTrack]) -> list[dict[str, Any]]:
+    async def publish(
+        self, tracks: Sequence[MediaStreamTrack], video_codec: str | None = None
+    ) -> list[dict[str, Any]]:
         """Publish ``tracks`` on the publish connection; return the server's track list
-        (``track_id``, ``mid``, ``kind``)."""
+        (``track_id``, ``mid``, ``kind``, ``muted``). ``video_codec`` (``"VP8"`` or
+        ``"H264"``) offers only that codec for video; the default offers aiortc's list."""
         if self.publish_pc is None:
             self.publish_pc = RTCPeerConnection(self._config)
         for track in tracks:
-            self.publish_pc.addTransceiver(track, direction="sendonly")
+            transceiver = self.publish_pc.addTransceiver(track, direction="sendonly")
+            if track.kind == "video" and video_codec is not None:
+                wanted = f"video/{video_codec}".lower()
+                codecs = RTCRtpSender.getCapabilities("video").codecs
+                preferred = [c for c in codecs if c.mimeType.lower() == wanted]
+                if not preferred:
+                    raise ValueError(f"unsupported video codec {video_codec!r}")
+                transceiver.setCodecPreferences(
+                    preferred + [c for c in codecs if c.mimeType.lower() == "video/rtx"]
+                )
         offer = await self.publish_pc.createOffer()
         await self.publish_pc.setLocalDescription(offer)
         result = await self.request("publish_offer", sdp=self.publish_pc.localDescription.sdp)

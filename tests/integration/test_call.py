@@ -8,7 +8,7 @@ from aiortc.rtp import RtpPacket
 
 from switchboard.client import RemoteTrack, ToneTrack, VideoTestPattern
 from switchboard.sfu import aiortc_glue
-from switchboard.sfu.codecs import vp8
+from switchboard.sfu.codecs import h264, vp8
 from switchboard.signalling.keys import ROOMS, SFU
 
 from .conftest import Join, Peer, Server
@@ -113,3 +113,15 @@ async def test_leave_and_abrupt_disconnect_remove_tracks(server: Server, join: J
     await a.room.closed.wait()
     assert "r1" not in server.app[ROOMS].rooms
     assert server.app[SFU].routers == {}
+
+
+async def test_h264_is_forwarded_and_decoded(join: Join) -> None:
+    publisher = await join("publisher", publish=False)
+    subscriber = await join("subscriber", publish=False)
+    await publisher.room.publish([VideoTestPattern(320, 240)], video_codec="H264")
+    await subscriber.until(lambda: subscriber.frames_from(publisher, "video") >= 10)
+    (remote,) = subscriber.tracks.values()
+    assert remote.first_packet is not None
+    assert h264.is_key_frame(remote.first_packet.payload)
+    (transceiver,) = subscriber.room.subscribe_pc.getTransceivers()
+    assert [c.mimeType for c in transceiver._codecs][:1] == ["video/H264"]

@@ -15,7 +15,7 @@ def is_key_frame(payload: bytes) -> bool:
     if n < 1:
         return False
     b0 = payload[0]
-    if not (b0 & 0x10) or (b0 & 0x0F):  # S must be 1, PartID 0
+    if not (b0 & 0x10) or (b0 & 0x07):  # S must be 1, PartID 0 (R bits ignored, §4.2)
         return False
     i = 1
     if b0 & 0x80:  # X: extension byte follows
