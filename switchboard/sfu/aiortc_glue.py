@@ -212,3 +212,15 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParamet
     """The codecs negotiated on ``transceiver``, in the order of the answer (its first media
     codec is the one the publisher sends, RFC 3264 §6.1)."""
     return list(transceiver._codecs)
+
+
+def tap_key_frame_requests(sender: RTCRtpSender, on_request: Callable[[], None]) -> None:
+    """Call ``on_request`` each time an aiortc sender is asked for a key frame (it got a PLI
+    or FIR); the sender still honours the request. Tests use it on a publisher."""
+    send_keyframe = sender._send_keyframe
+
+    def requested() -> None:
+        on_request()
+        send_keyframe()
+
+    sender._send_keyframe = requested  # type: ignore[method-assign]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 
 from aiortc.rtp import RtpPacket
 
@@ -125,3 +127,35 @@ async def test_h264_is_forwarded_and_decoded(join: Join) -> None:
     assert h264.is_key_frame(remote.first_packet.payload)
     (transceiver,) = subscriber.room.subscribe_pc.getTransceivers()
     assert [c.mimeType for c in transceiver._codecs][:1] == ["video/H264"]
+
+
+async def test_subscriber_pli_reaches_publisher_paced(join: Join) -> None:
+    publisher = await join("publisher", publish=False)
+    subscriber = await join("subscriber", publish=False)
+    await publisher.room.publish([VideoTestPattern(320, 240)])
+    (video_sender,) = [t.sender for t in publisher.room.publish_pc.getTransceivers()]
+    requests: list[float] = []
+    got_request = asyncio.Event()
+
+    def on_request() -> None:
+        requests.append(time.monotonic())
+        got_request.set()
+
+    aiortc_glue.tap_key_frame_requests(video_sender, on_request)
+    await subscriber.until(lambda: subscriber.frames_from(publisher, "video") >= 5)
+    (transceiver,) = subscriber.room.subscribe_pc.getTransceivers()
+    (remote,) = subscriber.tracks.values()
+    assert remote.first_packet is not None
+    ssrc = remote.first_packet.ssrc
+    requests.clear()
+    got_request.clear()
+    start = time.monotonic()
+    for _ in range(20):  # a burst of PLIs from one subscriber
+        await aiortc_glue.send_pli(transceiver.receiver, ssrc)
+    await asyncio.wait_for(got_request.wait(), 2)
+    # the first reaches the publisher at once; the rest merge into at most one more, 500 ms on
+    assert requests[0] - start < 0.5
+    got_request.clear()
+    await asyncio.wait_for(got_request.wait(), 2)
+    assert len(requests) == 2
+    assert requests[1] - requests[0] >= 0.45
