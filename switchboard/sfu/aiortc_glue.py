@@ -14,7 +14,7 @@ decodes what it receives and encodes what it sends, so forwarding needs five hoo
 * ``send_pli``: ask a publisher for a key frame (RFC 4585 §6.3.1) on its receiver's RTCP SSRC.
 * ``negotiated_codecs``: what a transceiver negotiated (aiortc keeps it private).
 
-``tests/unit/test_aiortc_glue.py`` fails if aiortc changes under any of them; aiortc's version
+``tests/unit/sfu/test_aiortc_glue.py`` fails if aiortc changes under any of them; aiortc's version
 is pinned in ``pyproject.toml``.
 """
 

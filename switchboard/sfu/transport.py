@@ -113,7 +113,10 @@ class WebRtcTransport:
         the subscribe connection), ``invalid_sdp`` when aiortc cannot parse or apply it.
         """
         self._require("publish")
-        if any(d == "recvonly" for d in media_directions(sdp)):
+        directions = media_directions(sdp)
+        if not directions:  # aiortc would apply it, and lose track of the live m-sections
+            raise SdpError("invalid_sdp", "the offer has no audio or video m-section")
+        if "recvonly" in directions:
             raise SdpError("wrong_connection", "the publish connection only receives media")
         async with self._lock:
             self._new_tracks.clear()

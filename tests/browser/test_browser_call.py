@@ -37,13 +37,14 @@ async ([condition, arg, timeoutMs, pollMs]) => {
 }
 """
 
-# More than `minFrames` frames decoded (video) or packets received (audio) of `kind` from the
-# participant called `name`.
+# More than `minFrames` frames decoded (video), or packets received and samples decoded (audio),
+# of `kind` from the participant called `name`.
 DECODES_FROM = """
 (stats, sb, [name, kind, minFrames]) => {
   const ids = Object.entries(sb.remote).filter(([, p]) => p.name === name).map(([id]) => id);
   return stats.inbound.some((s) => ids.includes(s.participant_id) && s.kind === kind &&
-    (kind === "video" ? s.framesDecoded > minFrames : s.packetsReceived > minFrames));
+    (kind === "video" ? s.framesDecoded > minFrames
+                      : s.packetsReceived > minFrames && s.totalSamplesReceived > 0));
 }
 """
 
@@ -162,18 +163,33 @@ async def test_browsers_late_join_leave_and_mute(open_call_page) -> None:
     )
     assert await bob.evaluate("() => window.switchboard.participantId") is None
 
-    # Alice mutes her camera: Carol sees the indicator; unmuting hides it again.
+    # Alice mutes her camera: Carol sees the indicator (a track_muted event).
     video_indicator = f'{remote_tile("alice")} .indicator[data-kind="video"]'
     assert not await carol.is_visible(video_indicator)
     await alice.get_by_role("button", name="Mute camera").click()
     await carol.wait_for_selector(video_indicator, state="visible", timeout=DOM_TIMEOUT_MS)
     await alice.wait_for_selector('#mute-video[aria-pressed="true"]', timeout=DOM_TIMEOUT_MS)
-    assert (
-        await alice.evaluate(
-            "() => document.querySelector('article.tile.local video').srcObject"
-            ".getVideoTracks()[0].enabled"
-        )
-        is False
+    local_video_enabled = (
+        "() => document.querySelector('article.tile.local video').srcObject"
+        ".getVideoTracks()[0].enabled"
     )
+    assert await alice.evaluate(local_video_enabled) is False
+
+    # Bob joins again from the form: he sees Alice muted (from the join reply's track list)
+    # and gets Carol's media; the others get his tile back.
+    await bob.get_by_role("button", name="Join").click()
+    await bob.wait_for_function("() => window.switchboard.participantId !== null")
+    await asyncio.gather(
+        bob.wait_for_selector(video_indicator, state="visible", timeout=DOM_TIMEOUT_MS),
+        wait_decodes(bob, "carol"),
+        wait_decodes(carol, "bob"),
+        alice.wait_for_selector(remote_tile("bob"), timeout=DOM_TIMEOUT_MS),
+    )
+
+    # Alice unmutes: the indicator goes away for both.
     await alice.get_by_role("button", name="Unmute camera").click()
-    await carol.wait_for_selector(video_indicator, state="hidden", timeout=DOM_TIMEOUT_MS)
+    assert await alice.evaluate(local_video_enabled) is True
+    await asyncio.gather(
+        carol.wait_for_selector(video_indicator, state="hidden", timeout=DOM_TIMEOUT_MS),
+        bob.wait_for_selector(video_indicator, state="hidden", timeout=DOM_TIMEOUT_MS),
+    )

@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -36,9 +37,14 @@ class Server:
 
 
 @pytest.fixture
-async def server(tmp_path) -> AsyncIterator[Server]:
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """The application on loopback. Indirect parametrization overrides Config fields:
+    ``@pytest.mark.parametrize("server", [{"auth_timeout_s": 0.2}], indirect=True)``."""
     key = secrets.token_bytes(32)
-    config = Config(access_key=key, data_dir=tmp_path, media=MediaConfig(ice_addresses=LOOPBACK))
+    overrides = getattr(request, "param", {})
+    config = Config(
+        access_key=key, data_dir=tmp_path, media=MediaConfig(ice_addresses=LOOPBACK), **overrides
+    )
     app = create_app(config)
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()

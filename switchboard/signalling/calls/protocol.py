@@ -40,7 +40,8 @@ def _request(**fields: Any) -> dict[str, Any]:
 REQUESTS: dict[str, dict[str, Any]] = {
     "authenticate": _request(token={"type": "string", "minLength": 1, "maxLength": 8192}),
     "join": _request(
-        room={"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"},
+        # \Z, not $: Python's $ also matches before a final newline ("r1\n" would pass).
+        room={"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}\Z"},
         name={"type": "string", "minLength": 1, "maxLength": 64},
     ),
     "publish_offer": _request(sdp=_SDP),

@@ -25,7 +25,9 @@ CLOSE_TIMEOUT = 4008
 @routes.get("/v1/rtc")
 async def rtc(request: web.Request) -> web.WebSocketResponse:
     """One participant's signalling socket (docs/protocol.md)."""
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=None)
+    # aiohttp's own limit closes with 1009 before we see the frame: keep it well above ours so
+    # that an oversized message gets our error, a `disconnect` and close code 4000.
+    ws = web.WebSocketResponse(max_msg_size=16 * MAX_MESSAGE_BYTES, heartbeat=None)
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     conn = Connection(request.app)
@@ -68,6 +70,9 @@ async def _read(
             what = "authenticate" if conn.token is None else "any message"
             return CloseSession(CLOSE_TIMEOUT, f"timeout waiting for {what}")
         msg = receive.result()
+        if msg.type == WSMsgType.TEXT and len(msg.data) > MAX_MESSAGE_BYTES:
+            conn.send(outbound.error(None, "message_too_large", "messages are limited to 64 KiB"))
+            return CloseSession(CLOSE_PROTOCOL, "message too large")
         if msg.type == WSMsgType.TEXT:
             try:
                 await handlers.dispatch(conn, msg.data)
