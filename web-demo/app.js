@@ -23,6 +23,9 @@ let localStream = null;
 let leaving = false;
 let serverDisconnect = null; // the `disconnect` event that announced the socket's close
 const tiles = new Map(); // participant id -> tile element
+// Participants who left. A subscribe offer made before someone left can be applied after the
+// `participant_left` event: its tracks must not bring their tile back.
+const departed = new Set();
 const localMuted = { audio: false, video: false };
 
 // State for tests and the curious: window.switchboard.
@@ -127,6 +130,7 @@ function addParticipant(participant) {
 }
 
 function removeParticipant(participantId) {
+  departed.add(participantId);
   delete state.remote[participantId];
   removeTile(participantId);
 }
@@ -185,6 +189,7 @@ function wireClient(c) {
   c.addEventListener("message", (event) => onServerEvent(event.detail));
   c.addEventListener("track", (event) => {
     const { participantId, trackId, kind, mid, track } = event.detail;
+    if (departed.has(participantId)) return;
     if (!state.remote[participantId]) state.remote[participantId] = { name: participantId, tracks: {} };
     const tracks = state.remote[participantId].tracks;
     tracks[trackId] = { kind, muted: false, ...tracks[trackId], mid };
@@ -281,6 +286,7 @@ function resetCall() {
   localStream = null;
   for (const participantId of [...tiles.keys()]) removeTile(participantId);
   for (const key of Object.keys(state.remote)) delete state.remote[key];
+  departed.clear();
   state.participantId = null;
   state.room = null;
   state.pcs = { publish: null, subscribe: null };

@@ -85,7 +85,13 @@ export class SwitchboardClient extends EventTarget {
     this._pending = new Map(); // request id -> {resolve, reject, timer, type}
     this._pingTimer = null;
     this._subscribeQueue = Promise.resolve();
-    this._descriptionSent = { publish: false, subscribe: false };
+    // Per connection: candidates gathered before our description is sent travel in its SDP.
+    // Only if gathering outlived its timeout are the later ones (and the end of candidates)
+    // trickled; those found while the server applies the description wait for its reply.
+    this._trickle = {
+      publish: { on: false, sent: false, queue: [] },
+      subscribe: { on: false, sent: false, queue: [] },
+    };
     this._closed = false;
   }
 
@@ -221,19 +227,46 @@ export class SwitchboardClient extends EventTarget {
 
   _newPeerConnection(target) {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
-    // Candidates gathered before the description is sent travel in its SDP; the ones found
-    // later (gathering outlived its timeout) are trickled.
     pc.addEventListener("icecandidate", (event) => {
-      if (!this._descriptionSent[target]) return;
+      const state = this._trickle[target];
+      if (!state.on) return; // in the SDP (sent or about to be)
       const candidate = event.candidate
         ? { candidate: event.candidate.candidate, sdpMid: event.candidate.sdpMid, sdpMLineIndex: event.candidate.sdpMLineIndex }
         : null;
-      this.request("trickle", { target, candidate }).catch((error) => this._emit("protocolerror", { error }));
+      if (state.sent) this._sendCandidate(target, candidate);
+      else state.queue.push(candidate);
     });
     pc.addEventListener("connectionstatechange", () => {
       this._emit("connectionstate", { target, state: pc.connectionState });
     });
     return pc;
+  }
+
+  _sendCandidate(target, candidate) {
+    this.request("trickle", { target, candidate }).catch((error) => this._emit("protocolerror", { error }));
+  }
+
+  /**
+   * Send our description (`publish_offer` or `subscribe_answer`) once ICE gathering completed
+   * or timed out. In the latter case, trickle the candidates found later, starting once the
+   * server has applied the description. (An end of candidates is never trickled after an SDP
+   * that held them all: it is implied, and the server's ICE agent fails on it.)
+   */
+  async _sendDescription(target, pc, type, fields) {
+    const state = this._trickle[target];
+    if (!state.sent && !(await waitForIceGathering(pc))) state.on = true;
+    fields.sdp = pc.localDescription.sdp;
+    let result;
+    try {
+      result = await this.request(type, fields);
+    } catch (error) {
+      state.on = false; // the server refused the description: its candidates are moot
+      state.queue.length = 0;
+      throw error;
+    }
+    state.sent = true;
+    for (const candidate of state.queue.splice(0)) this._sendCandidate(target, candidate);
+    return result;
   }
 
   // ---- publishing -----------------------------------------------------------------------
@@ -250,9 +283,7 @@ export class SwitchboardClient extends EventTarget {
     }
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    await waitForIceGathering(pc);
-    const result = await this.request("publish_offer", { sdp: pc.localDescription.sdp });
-    this._descriptionSent.publish = true;
+    const result = await this._sendDescription("publish", pc, "publish_offer", {});
     await pc.setRemoteDescription({ type: "answer", sdp: result.sdp });
     const byMid = new Map(pc.getTransceivers().map((t) => [t.mid, t]));
     for (const info of result.tracks) {
@@ -280,9 +311,16 @@ export class SwitchboardClient extends EventTarget {
     const trackId = this.localTrackId(kind);
     if (!trackId) throw new SwitchboardError("unknown_track", `no published ${kind} track`);
     const info = this.localTracks[trackId];
+    const wasMuted = info.muted;
     if (info.track) info.track.enabled = !muted;
     info.muted = muted;
-    await this.request("mute", { track_id: trackId, muted });
+    try {
+      await this.request("mute", { track_id: trackId, muted });
+    } catch (error) {
+      if (info.track) info.track.enabled = !wasMuted;
+      info.muted = wasMuted;
+      throw error;
+    }
   }
 
   // ---- subscribing ----------------------------------------------------------------------
@@ -301,9 +339,7 @@ export class SwitchboardClient extends EventTarget {
     this._updateRemoteTracks(pc, message.tracks || {});
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    await waitForIceGathering(pc);
-    await this.request("subscribe_answer", { offer_id: message.offer_id, sdp: pc.localDescription.sdp });
-    this._descriptionSent.subscribe = true;
+    await this._sendDescription("subscribe", pc, "subscribe_answer", { offer_id: message.offer_id });
   }
 
   /**
@@ -355,7 +391,9 @@ export class SwitchboardClient extends EventTarget {
 
   /**
    * {inbound: [{participant_id, track_id, mid, kind, framesDecoded, packetsReceived,
-   *             bytesReceived, frameWidth, frameHeight}],
+   *             bytesReceived, frameWidth, frameHeight, totalSamplesReceived}],
+   * One inbound entry per inbound-rtp of the subscribe connection; participant_id and
+   * track_id are null once its m-section no longer carries a track (the stats outlive it).
    *  outbound: [{track_id, mid, kind, framesEncoded, packetsSent, bytesSent, frameWidth, frameHeight}]}
    */
   async stats() {
@@ -376,6 +414,7 @@ export class SwitchboardClient extends EventTarget {
           bytesReceived: stat.bytesReceived ?? 0,
           frameWidth: stat.frameWidth ?? 0,
           frameHeight: stat.frameHeight ?? 0,
+          totalSamplesReceived: stat.totalSamplesReceived ?? 0, // audio: decoded samples
         });
       }
     }

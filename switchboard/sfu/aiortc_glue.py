@@ -13,6 +13,8 @@ decodes what it receives and encodes what it sends, so forwarding needs five hoo
 * ``tap_sent_rtp``: see RTP a DTLS transport sends before SRTP (tests compare payloads).
 * ``send_pli``: ask a publisher for a key frame (RFC 4585 §6.3.1) on its receiver's RTCP SSRC.
 * ``negotiated_codecs``: what a transceiver negotiated (aiortc keeps it private).
+* ``spread_bundle_candidates``: aiortc reads a bundle's remote candidates from its last
+  m-section only; browsers put them on the first.
 
 ``tests/unit/sfu/test_aiortc_glue.py`` fails if aiortc changes under any of them; aiortc's version
 is pinned in ``pyproject.toml``.
@@ -224,3 +226,34 @@ def tap_key_frame_requests(sender: RTCRtpSender, on_request: Callable[[], None])
         send_keyframe()
 
     sender._send_keyframe = requested  # type: ignore[method-assign]
+
+
+def spread_bundle_candidates(sdp: str) -> str:
+    """Return ``sdp`` with every m-section carrying all the ICE candidates of the description.
+
+    aiortc 1.16, with max-bundle, adds the remote candidates of the *last* m-section only;
+    browsers write them on the first (RFC 8843 §7.1.1 lets a bundled description carry them
+    once). Copying them everywhere makes aiortc see them whichever section it reads;
+    ``a=end-of-candidates`` is copied only alongside. Line endings are kept (CRLF per RFC 8866).
+    """
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(eol)
+    trailing = lines[-1] == ""
+    if trailing:
+        lines.pop()
+    starts = [i for i, line in enumerate(lines) if line.startswith("m=")]
+    if len(starts) < 2:
+        return sdp
+    sections = [lines[a:b] for a, b in zip(starts, starts[1:] + [len(lines)], strict=True)]
+    candidates = list(
+        dict.fromkeys(
+            line for section in sections for line in section if line.startswith("a=candidate:")
+        )
+    )
+    complete = any("a=end-of-candidates" in section for section in sections)
+    out = lines[: starts[0]]
+    for section in sections:
+        body = [line for line in section if line != "a=end-of-candidates"]
+        body += [c for c in candidates if c not in body]
+        out += body + (["a=end-of-candidates"] if complete else [])
+    return eol.join(out) + (eol if trailing else "")

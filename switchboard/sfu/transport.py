@@ -121,7 +121,8 @@ class WebRtcTransport:
         async with self._lock:
             self._new_tracks.clear()
             try:
-                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                offer = aiortc_glue.spread_bundle_candidates(sdp)
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             except Exception as exc:
                 raise SdpError("invalid_sdp", f"cannot apply offer: {exc}") from None
             created = [p for p in map(self._create_producer, self._new_tracks) if p is not None]
@@ -239,7 +240,10 @@ class WebRtcTransport:
             if self._pc.signalingState != "have-local-offer":
                 raise SdpError("no_pending_offer", "no subscribe offer awaits an answer")
             try:
-                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                answer = aiortc_glue.spread_bundle_candidates(sdp)
+                await self._pc.setRemoteDescription(
+                    RTCSessionDescription(sdp=answer, type="answer")
+                )
             except Exception as exc:
                 raise SdpError("invalid_sdp", f"cannot apply answer: {exc}") from None
 

@@ -6,6 +6,12 @@ import asyncio
 import itertools
 import time
 
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.rtp import RtpPacket
 
 from switchboard.client import RemoteTrack, ToneTrack, VideoTestPattern
@@ -159,3 +165,32 @@ async def test_subscriber_pli_reaches_publisher_paced(join: Join) -> None:
     await asyncio.wait_for(got_request.wait(), 2)
     assert len(requests) == 2
     assert requests[1] - requests[0] >= 0.45
+
+
+def candidates_on_first_section_only(sdp: str) -> str:
+    """Rewrite an aiortc SDP the way a browser bundles it: candidates on the first m-section."""
+    out, section = [], -1
+    for line in sdp.split("\r\n"):
+        section += line.startswith("m=")
+        if section > 0 and line.startswith(("a=candidate:", "a=end-of-candidates")):
+            continue
+        out.append(line)
+    return "\r\n".join(out)
+
+
+async def test_browser_style_bundle_candidates_then_end_of_candidates(join: Join) -> None:
+    subscriber = await join("subscriber", publish=False)
+    publisher = await join("publisher", publish=False)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        pc.addTransceiver(ToneTrack(), direction="sendonly")
+        pc.addTransceiver(VideoTestPattern(320, 240), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = candidates_on_first_section_only(pc.localDescription.sdp)
+        assert offer.count("a=candidate:") < pc.localDescription.sdp.count("a=candidate:")
+        result = await publisher.room.request("publish_offer", sdp=offer)
+        await publisher.room.request("trickle", target="publish", candidate=None)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=result["sdp"], type="answer"))
+        await subscriber.until(lambda: subscriber.frames_from(publisher, "video") >= 5)
+    finally:
+        await pc.close()

@@ -311,3 +311,19 @@ async def test_forwarding_sender(pcs: tuple[RTCPeerConnection, RTCPeerConnection
     await aiortc_glue.send_pli(transceiver.receiver, forwarder.ssrc)
     await seen.until(lambda: seen.key_frame_requests > requests)
     hold.stop()
+
+
+def test_spread_bundle_candidates_copies_the_first_sections_candidates() -> None:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+        "a=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host\r\na=end-of-candidates\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n"
+    )
+    out = aiortc_glue.spread_bundle_candidates(sdp)
+    sections = out.split("m=")[1:]
+    assert all("a=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host\r\n" in s for s in sections)
+    assert all(s.count("a=end-of-candidates") == 1 for s in sections)
+    assert out.endswith("\r\n") and "\n\n" not in out.replace("\r\n", "")
+    single = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"
+    assert aiortc_glue.spread_bundle_candidates(single) == single
