@@ -16,6 +16,7 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check switchboard tests benchmarks
 	$(BIN)/ruff format --check switchboard tests benchmarks
+	$(BIN)/mypy switchboard
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Switchboard needs Python 3.11 or newer")'

@@ -15,6 +15,7 @@ from typing import Any
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
 
 from .media import ToneTrack, VideoTestPattern
 from .room import RemoteTrack, Room, SignallingError
@@ -76,7 +77,7 @@ async def _decode(received: Received) -> None:
         while True:
             frame = await received.remote.track.recv()
             received.frames_decoded += 1
-            if received.remote.kind == "video":
+            if isinstance(frame, VideoFrame):
                 received.width, received.height = frame.width, frame.height
 
 

@@ -167,8 +167,9 @@ class ForwardingSender:
 
         async def start(parameters: RTCRtpSendParameters) -> None:
             await send(parameters)
-            if not self.started and parameters.codecs:
-                self.payload_type = parameters.codecs[0].payloadType
+            payload_type = parameters.codecs[0].payloadType if parameters.codecs else None
+            if not self.started and payload_type is not None:
+                self.payload_type = payload_type
                 self._mid = parameters.muxId
                 self._transport = sender.transport
                 self.started = True

@@ -136,21 +136,25 @@ class WebRtcTransport:
     def _create_producer(self, track: MediaStreamTrack) -> Producer | None:
         transceiver = next(t for t in self._pc.getTransceivers() if t.receiver.track is track)
         codecs = aiortc_glue.negotiated_codecs(transceiver)
-        media = [c for c in codecs if c.mimeType.lower() != f"{track.kind}/rtx"]
+        media = [
+            c
+            for c in codecs
+            if c.mimeType.lower() != f"{track.kind}/rtx" and c.payloadType is not None
+        ]
         if not media:
             return None
         first = media[0]
+        assert first.payloadType is not None
+        parameters = {k: v for k, v in first.parameters.items() if v is not None}
         codec = Codec(
-            first.mimeType,
-            first.clockRate,
-            first.channels,
-            dict(first.parameters),
-            first.payloadType,
+            first.mimeType, first.clockRate, first.channels, parameters, first.payloadType
         )
         rtx = {
-            c.payloadType: int(c.parameters["apt"])
+            c.payloadType: int(str(c.parameters["apt"]))
             for c in codecs
-            if c.mimeType.lower() == "video/rtx" and "apt" in c.parameters
+            if c.mimeType.lower() == "video/rtx"
+            and c.payloadType is not None
+            and c.parameters.get("apt") is not None
         }
         producer = Producer(
             "TR_" + secrets.token_urlsafe(9),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -59,9 +60,8 @@ async def _read(
     while True:
         timeout = auth_timeout_s if conn.token is None else idle_timeout_s
         receive = asyncio.ensure_future(ws.receive())
-        done, _ = await asyncio.wait(
-            {receive, conn.close_requested}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        waiters: set[asyncio.Future[Any]] = {receive, conn.close_requested}
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if conn.close_requested in done:
             receive.cancel()
             return conn.close_requested.result()
