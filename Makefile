@@ -14,8 +14,8 @@ test: $(VENV)/.installed-test
 	scripts/in-netns $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check switchboard tests benchmarks
-	$(BIN)/ruff format --check switchboard tests benchmarks
+	$(BIN)/ruff check switchboard tests
+	$(BIN)/ruff format --check switchboard tests
 	$(BIN)/mypy switchboard
 
 $(BIN)/python:
