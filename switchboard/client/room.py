@@ -115,11 +115,13 @@ class Room:
     ) -> Room:
         """Open the socket at ``url`` (``http(s)://host:port``), authenticate and join.
 
-        ``ice_addresses`` restricts the local addresses ICE gathers on (process-wide).
+        ``ice_addresses`` restricts the local addresses ICE gathers on (process-wide); the
+        default is every interface plus 127.0.0.1.
         Raises SignallingError if the server refuses the token or the join.
         """
-        if ice_addresses is not None:
-            aiortc_glue.use_host_addresses(ice_addresses)
+        # aioice alone skips loopback: without this a peer on a loopback-only host has no
+        # candidate at all. Process-wide, as aioice's setting is.
+        aiortc_glue.use_host_addresses(ice_addresses or ())
         ws_url = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         session = aiohttp.ClientSession()
         try:

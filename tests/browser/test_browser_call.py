@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import ice_address_args
+
 pytestmark = pytest.mark.browser
 
 BOT_DURATION_S = 8
@@ -98,8 +100,7 @@ async def test_browser_and_python_peer(server, open_call_page, tmp_path: Path) -
             str(BOT_DURATION_S),
             "--stats-json",
             str(stats_path),
-            "--ice-address",
-            "127.0.0.1",
+            *ice_address_args(),
         ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
