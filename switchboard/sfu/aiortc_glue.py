@@ -118,7 +118,7 @@ class HoldTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self._id = track_id
-        self._stopped = asyncio.get_event_loop().create_future()
+        self._stopped = asyncio.get_running_loop().create_future()
 
     @property
     def id(self) -> str:
