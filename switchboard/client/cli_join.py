@@ -124,7 +124,9 @@ async def run_async(args: argparse.Namespace) -> int:
 
     room.on_track = on_track
     room.on_participant_joined = lambda p: print(f"{p['name']} joined", flush=True)
-    room.on_participant_left = lambda pid, reason: print(f"{pid} left ({reason})", flush=True)
+    room.on_participant_left = lambda p, why: print(
+        f"{p.get('name', p['id'])} left ({why})", flush=True
+    )
     print(f"joined room {room.room} as {room.participant_id} ({args.name})", flush=True)
     for p in room.participants.values():
         print(f"{p['name']} is here", flush=True)
@@ -136,12 +138,17 @@ async def run_async(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(room.closed.wait())]
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(room.ended.wait())]
     await asyncio.wait(waiters, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
 
     report = {"received": [r.report() for r in received]}
+    status = 0
+    if room.ended.is_set() and not stop.is_set():
+        code, reason = room.disconnect or (1006, "connection lost")
+        print(f"switchboard join: the server ended the session: {reason} ({code})", file=sys.stderr)
+        status = 1
     await room.leave()
     for task in decoders:
         task.cancel()
@@ -149,7 +156,9 @@ async def run_async(args: argparse.Namespace) -> int:
         for track in tracks:
             track.stop()
     for entry in report["received"]:
-        size = f" {entry['width']}x{entry['height']}" if entry["kind"] == "video" else ""
+        size = ""
+        if entry["kind"] == "video" and entry["width"] is not None:
+            size = f" {entry['width']}x{entry['height']}"
         print(
             f"received {entry['kind']:5} from {entry['participant']}: {entry['packets']} packets,"
             f" {entry['bytes']} bytes, {entry['frames_decoded']} frames decoded{size}",
@@ -157,7 +166,7 @@ async def run_async(args: argparse.Namespace) -> int:
         )
     if args.stats_json:
         args.stats_json.write_text(json.dumps(report, indent=2))
-    return 0
+    return status
 
 
 def run(args: argparse.Namespace) -> int:

@@ -72,8 +72,10 @@ class Room:
 
     Callbacks (plain functions, set as attributes): ``on_track(RemoteTrack)``,
     ``on_track_ended(RemoteTrack)``, ``on_participant_joined(dict)``,
-    ``on_participant_left(participant_id, reason)``, ``on_track_muted(RemoteTrack)``,
-    ``on_disconnected(code, reason)``.
+    ``on_participant_left(participant, reason)``, ``on_track_muted(RemoteTrack)``,
+    ``on_disconnected(code, reason)``. ``ended`` is set once the socket is gone (by ``leave``,
+    ``close`` or the server); ``disconnect`` then holds the server's (code, reason), if it
+    gave one.
     """
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, session: aiohttp.ClientSession):
@@ -93,6 +95,8 @@ class Room:
         self.remote_tracks: dict[str, RemoteTrack] = {}
         self.published: list[dict[str, Any]] = []
         self.closed = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.disconnect: tuple[int, str] | None = None
         self._joined = asyncio.Event()
         self._track_map: dict[str, dict[str, Any]] = {}  # subscribe MID -> track info
         self._muted: dict[str, bool] = {}
@@ -100,7 +104,7 @@ class Room:
         self.on_track_ended: Callable[[RemoteTrack], None] = lambda t: None
         self.on_track_muted: Callable[[RemoteTrack], None] = lambda t: None
         self.on_participant_joined: Callable[[dict[str, Any]], None] = lambda p: None
-        self.on_participant_left: Callable[[str, str], None] = lambda pid, reason: None
+        self.on_participant_left: Callable[[dict[str, Any], str], None] = lambda p, why: None
         self.on_disconnected: Callable[[int, str], None] = lambda code, reason: None
 
     @classmethod
@@ -228,9 +232,12 @@ class Room:
         finally:
             if self._ws.close_code is not None:
                 code = self._ws.close_code
+            if self.disconnect is not None:
+                code, reason = self.disconnect
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ConnectionError(f"socket closed ({code})"))
+            self.ended.set()
             self.on_disconnected(code, reason)
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
@@ -251,8 +258,8 @@ class Room:
             self.participants[msg["participant"]["id"]] = msg["participant"]
             self.on_participant_joined(msg["participant"])
         elif kind == "participant_left":
-            self.participants.pop(msg["participant_id"], None)
-            self.on_participant_left(msg["participant_id"], msg["reason"])
+            left = self.participants.pop(msg["participant_id"], {"id": msg["participant_id"]})
+            self.on_participant_left(left, msg["reason"])
         elif kind == "track_unpublished":
             remote = self.remote_tracks.get(msg["track_id"])
             if remote is not None and not remote.ended:
@@ -267,7 +274,7 @@ class Room:
         elif kind == "track_published":
             self._muted[msg["track"]["track_id"]] = msg["track"]["muted"]
         elif kind == "disconnect":
-            log.info("server ends the session: %s (%s)", msg["reason"], msg["code"])
+            self.disconnect = (msg["code"], msg["reason"])
 
     async def _answer_offers(self) -> None:
         await self._joined.wait()  # an offer can arrive before connect() made the connection
@@ -292,14 +299,13 @@ class Room:
             t for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track
         )
         info = self._track_map.get(transceiver.mid or "")
-        if info is None:
-            log.warning("track on unknown MID %s", transceiver.mid)
-            return
-        participant = self.participants.get(info["participant_id"], {})
+        participant = self.participants.get(info["participant_id"]) if info else None
+        if info is None or participant is None:
+            return  # an m-section whose publisher left while the offer was on its way
         remote = RemoteTrack(
             info["track_id"],
             info["participant_id"],
-            participant.get("name", ""),
+            participant["name"],
             info["kind"],
             track,
             self._muted.get(info["track_id"], False),

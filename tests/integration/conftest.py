@@ -76,7 +76,7 @@ class Peer:
         self._decoders: list[asyncio.Task[None]] = []
         room.on_track = self._on_track
         room.on_track_ended = lambda t: self._record(self.ended.add, t.track_id)
-        room.on_participant_left = lambda pid, why: self._record(self.left.__setitem__, pid, why)
+        room.on_participant_left = lambda p, why: self._record(self.left.__setitem__, p["id"], why)
         room.on_track_muted = lambda t: self._record(self.muted.__setitem__, t.track_id, t.muted)
 
     def _record(self, fn: Callable[..., object], *args: object) -> None:
