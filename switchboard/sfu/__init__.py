@@ -2,7 +2,7 @@
 Consumer). The control plane uses it through ``Worker`` only."""
 
 from .config import MediaConfig
-from .transport import SdpError
+from .transport_errors import SdpError
 from .worker import Worker
 
 __all__ = ["MediaConfig", "SdpError", "Worker"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -21,35 +20,15 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from . import aiortc_glue
+from . import aiortc_glue, sdp_checks
 from .consumer import Consumer
 from .producer import Codec, Producer
 from .router import Router
+from .transport_errors import SdpError
+
+MAX_PUBLISHED_TRACKS = 16  # audio/video m-sections one participant may publish
 
 log = logging.getLogger(__name__)
-
-_DIRECTION = re.compile(r"^a=(sendrecv|sendonly|recvonly|inactive)\s*$", re.MULTILINE)
-_MEDIA = re.compile(r"^m=(audio|video) ", re.MULTILINE)
-
-
-class SdpError(Exception):
-    """An SDP or candidate the transport refuses; ``code`` is the signalling error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-def media_directions(sdp: str) -> list[str]:
-    """The direction attribute of each audio/video m-section of ``sdp`` (RFC 8866 §6.7),
-    ``sendrecv`` where absent. Sections are the text between ``m=`` lines."""
-    sections = re.split(r"^(?=m=)", sdp, flags=re.MULTILINE)[1:]
-    out = []
-    for section in sections:
-        if _MEDIA.match(section):
-            found = _DIRECTION.search(section)
-            out.append(found.group(1) if found else "sendrecv")
-    return out
 
 
 class WebRtcTransport:
@@ -113,21 +92,26 @@ class WebRtcTransport:
         the subscribe connection), ``invalid_sdp`` when aiortc cannot parse or apply it.
         """
         self._require("publish")
-        directions = media_directions(sdp)
-        if not directions:  # aiortc would apply it, and lose track of the live m-sections
-            raise SdpError("invalid_sdp", "the offer has no audio or video m-section")
+        directions = sdp_checks.media_directions(sdp)
         if "recvonly" in directions:
             raise SdpError("wrong_connection", "the publish connection only receives media")
+        if len(directions) > MAX_PUBLISHED_TRACKS:
+            raise SdpError("invalid_sdp", f"at most {MAX_PUBLISHED_TRACKS} tracks per participant")
+        sdp_checks.check_client_description(sdp)
         async with self._lock:
             self._new_tracks.clear()
             try:
                 offer = aiortc_glue.spread_bundle_candidates(sdp)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             except Exception as exc:
-                raise SdpError("invalid_sdp", f"cannot apply offer: {exc}") from None
+                raise SdpError("invalid_sdp", f"cannot apply offer: {_short(exc)}") from None
             created = [p for p in map(self._create_producer, self._new_tracks) if p is not None]
-            answer = await self._pc.createAnswer()
-            await self._pc.setLocalDescription(answer)
+            try:
+                await self._pc.setLocalDescription(await self._pc.createAnswer())
+            except Exception as exc:
+                # The offer is applied and cannot be taken back: this connection is unusable.
+                asyncio.ensure_future(self._fail())
+                raise SdpError("invalid_sdp", f"cannot answer offer: {_short(exc)}") from None
             for producer_id, transceiver in list(self._producer_transceivers.items()):
                 if transceiver.currentDirection not in ("recvonly", "sendrecv"):
                     self._close_producer(producer_id)  # the client stopped sending it
@@ -238,8 +222,9 @@ class WebRtcTransport:
         when the SDP offers to send (a publish offer sent here), ``invalid_sdp`` otherwise.
         """
         self._require("subscribe")
-        if any(d in ("sendonly", "sendrecv") for d in media_directions(sdp)):
+        if any(d in ("sendonly", "sendrecv") for d in sdp_checks.media_directions(sdp)):
             raise SdpError("wrong_connection", "the subscribe connection only sends media")
+        sdp_checks.check_client_description(sdp, max_sections=None)
         async with self._lock:
             if self._pc.signalingState != "have-local-offer":
                 raise SdpError("no_pending_offer", "no subscribe offer awaits an answer")
@@ -249,7 +234,7 @@ class WebRtcTransport:
                     RTCSessionDescription(sdp=answer, type="answer")
                 )
             except Exception as exc:
-                raise SdpError("invalid_sdp", f"cannot apply answer: {exc}") from None
+                raise SdpError("invalid_sdp", f"cannot apply answer: {_short(exc)}") from None
 
     # both
 
@@ -273,7 +258,7 @@ class WebRtcTransport:
                 parsed.sdpMLineIndex = 0
             await self._pc.addIceCandidate(parsed)
         except Exception as exc:
-            raise SdpError("invalid_candidate", f"cannot parse candidate: {exc}") from None
+            raise SdpError("invalid_candidate", f"cannot parse candidate: {_short(exc)}") from None
 
     def _require(self, direction: str) -> None:
         if self.closed:
@@ -316,3 +301,9 @@ def _capabilities_for(producer: Producer) -> list[RTCRtpCodecCapability]:
             if c.mimeType.lower() == "video/rtx"
         ]
     return out
+
+
+def _short(exc: Exception) -> str:
+    """An exception as one short line for an error reply (aiortc's messages can be long)."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -30,6 +30,7 @@ DEMO_SCOPES = ("voip", "chat")
 DEMO_TOKEN_MINUTES = 120  # long enough for a demo call, short for a token anyone can get
 MAX_NAME_CHARS = 64
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # as `join` accepts (docs/protocol.md)
+STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 routes = web.RouteTableDef()
 
@@ -56,11 +57,12 @@ async def demo_token(request: web.Request) -> web.Response:
 
 
 def add_static(app: web.Application, web_demo_dir: Path) -> None:
-    """Serve ``web_demo_dir/index.html`` at ``/`` and the directory's files under ``/static/``.
+    """Serve ``web_demo_dir/index.html`` at ``/`` and the directory's own files (no
+    subdirectories) at ``/static/<name>``.
 
-    If ``web_demo_dir`` is not a directory, ``/`` answers 404 with an error body and no static
-    route is added. Symbolic links leading out of the directory are not followed; ``..`` is
-    refused by aiohttp's static resource.
+    Names are 1 to 64 characters of letters, digits, ``.``, ``_`` and ``-`` and cannot start
+    with a dot, so no path can leave the directory; anything else, or a missing file, is a 404
+    with an error body.
     """
     index = web_demo_dir / "index.html"
 
@@ -69,6 +71,12 @@ def add_static(app: web.Application, web_demo_dir: Path) -> None:
             raise ApiError(404, "NotFound", "the web demo is not installed on this server")
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        path = web_demo_dir / name
+        if not STATIC_NAME.fullmatch(name) or path.is_symlink() or not path.is_file():
+            raise ApiError(404, "NotFound", "no such file")
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
     app.router.add_get("/", index_page)
-    if web_demo_dir.is_dir():
-        app.router.add_static("/static/", web_demo_dir, show_index=False, follow_symlinks=False)
+    app.router.add_get("/static/{name:.*}", static_file)

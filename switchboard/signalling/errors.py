@@ -36,6 +36,8 @@ async def read_json_object(request: web.Request) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "BadRequest", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "BadRequest", "body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "BadRequest", "body must be a JSON object")
     return body

@@ -475,3 +475,81 @@ async def test_media_flows_while_bad_input_hits_the_room(
     await a.until(both_got_15_more)
     assert a.room.participants.keys() == {b.room.participant_id}
     assert not a.ended and not b.ended
+
+
+def mangle(sdp: str, old: str, new: str, count: int = -1) -> str:
+    assert old in sdp, old
+    return sdp.replace(old, new, count)
+
+
+def with_sections(sdp: str, n: int) -> str:
+    """``sdp`` with its video m-section repeated until there are ``n`` audio/video sections."""
+    head, *sections = sdp.split("m=")
+    video = next(s for s in sections if s.startswith("video"))
+    extra = [video.replace("a=mid:1", f"a=mid:{i}") for i in range(len(sections), n)]
+    return head + "m=" + "m=".join(sections + extra)
+
+
+@pytest.mark.parametrize(
+    "bad_offer",
+    [
+        pytest.param(lambda sdp: mangle(sdp, "a=mid:1", "a=mid:0"), id="duplicate MID"),
+        pytest.param(
+            lambda sdp: "\r\n".join(
+                line for line in sdp.split("\r\n") if not line.startswith("a=fingerprint")
+            ),
+            id="no DTLS fingerprint",
+        ),
+        pytest.param(
+            lambda sdp: mangle(sdp, "a=fingerprint:sha-256", "a=fingerprint:md5"),
+            id="MD5 fingerprint",
+        ),
+        pytest.param(
+            lambda sdp: "\r\n".join(
+                line for line in sdp.split("\r\n") if not line.startswith("a=ice-pwd")
+            ),
+            id="no ICE password",
+        ),
+        pytest.param(lambda sdp: with_sections(sdp, 17), id="17 tracks"),
+    ],
+)
+async def test_refused_offer_leaves_the_publish_connection_usable(
+    raw: OpenRaw, join: Join, bad_offer: Callable[[str], str]
+) -> None:
+    sock = await raw("joined", room="r1")
+    offer = await publish_offer_sdp()
+    assert await sock.error(rid(1, "publish_offer", sdp=bad_offer(offer)), 1) == "invalid_sdp"
+    await sock.alive()
+    # the same connection still takes a proper offer and publishes both tracks
+    reply = await sock.request("publish_offer", sdp=offer)
+    assert reply["type"] == "reply", reply
+    assert sorted(t["kind"] for t in reply["result"]["tracks"]) == ["audio", "video"]
+
+
+async def test_deeply_nested_json_is_refused_and_the_socket_goes_on(raw: OpenRaw) -> None:
+    sock = await raw("fresh")
+    deep = '{"id": 1, "type": "ping", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert await sock.error(deep, None) == "invalid_json"
+    await sock.alive()
+
+
+async def test_display_name_with_control_characters_is_refused(raw: OpenRaw) -> None:
+    sock = await raw("authenticated")
+    assert await sock.error(rid(1, "join", room="r1", name="a\x00b"), 1) == "invalid_message"
+    await sock.alive()
+
+
+async def test_session_ends_when_its_token_expires(server: Server, join: Join) -> None:
+    watcher = await join("watcher", publish=False)
+    issued = time.time() - 60 * 60 + 1.5  # a 60-minute token with 1.5 s left
+    token, _ = server.tokens.mint(new_identity_id(server.access_key), ["voip"], 60, now=issued)
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(server.url.replace("http", "ws", 1) + "/v1/rtc")
+        sock = Raw(ws)
+        assert (await sock.request("authenticate", token=token))["type"] == "reply"
+        joined = await sock.request("join", room="r1", name="short-lived")
+        code, before = await sock.ended()
+    assert code == 4001
+    assert {"type": "disconnect", "code": 4001, "reason": "token expired"} in before
+    pid = joined["result"]["participant"]["id"]
+    await watcher.until(lambda: watcher.left.get(pid) == "token_expired")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from . import outbound
 from .protocol import ProtocolError
 from .session import Participant
 
+CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_MEDIA_FAILED = 4002
 
 
@@ -35,6 +37,7 @@ class Connection:
         self.close_requested: asyncio.Future[CloseSession] = (
             asyncio.get_running_loop().create_future()
         )
+        self._expiry: asyncio.TimerHandle | None = None
 
     def send(self, message: outbound.Message) -> None:
         self.outbox.put_nowait(message)
@@ -44,9 +47,22 @@ class Connection:
             raise ProtocolError("not_joined", "send join first")
         return self.participant
 
+    def end(self, close: CloseSession) -> None:
+        """Ask the socket loop to end the session (the first request wins)."""
+        if not self.close_requested.done():
+            self.close_requested.set_result(close)
+
     def media_failed(self) -> None:
         """A peer connection of this participant failed: end the session."""
-        if not self.close_requested.done():
-            self.close_requested.set_result(
-                CloseSession(CLOSE_MEDIA_FAILED, "media connection failed", "connection_failed")
-            )
+        self.end(CloseSession(CLOSE_MEDIA_FAILED, "media connection failed", "connection_failed"))
+
+    def expire_at(self, unix_s: float) -> None:
+        """End the session with 4001 when the token expires (``unix_s``, seconds)."""
+        delay_s = max(0.0, unix_s - time.time())
+        expired = CloseSession(CLOSE_TOKEN_EXPIRED, "token expired", "token_expired")
+        self._expiry = asyncio.get_running_loop().call_later(delay_s, self.end, expired)
+
+    def release(self) -> None:
+        """Cancel the timers of this socket (it has ended)."""
+        if self._expiry is not None:
+            self._expiry.cancel()

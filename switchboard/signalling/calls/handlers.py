@@ -34,6 +34,7 @@ async def authenticate(conn: Connection, msg: dict[str, Any]) -> Result:
         conn.send(outbound.error(msg["id"], code, exc.message))
         raise CloseSession(close, exc.message) from None
     conn.token = token
+    conn.expire_at(token.expires_at)
     expires = datetime.fromtimestamp(token.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"user_id": token.user_id, "scopes": list(token.scopes), "expires_on": expires}
 

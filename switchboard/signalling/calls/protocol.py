@@ -10,8 +10,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-MAX_MESSAGE_BYTES = 64 * 1024
-MAX_SDP_CHARS = 60_000
+# A subscriber's answer grows with the room (and with m-sections left inactive by departed
+# publishers): 256 KiB holds a few hundred m-sections.
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_SDP_CHARS = 250_000
 
 _ID = {"type": ["string", "integer"], "maxLength": 64}
 _SDP = {"type": "string", "minLength": 1, "maxLength": MAX_SDP_CHARS}
@@ -42,7 +44,8 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "join": _request(
         # \Z, not $: Python's $ also matches before a final newline ("r1\n" would pass).
         room={"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}\Z"},
-        name={"type": "string", "minLength": 1, "maxLength": 64},
+        # display names: any characters but control characters
+        name={"type": "string", "pattern": r"^[^\x00-\x1f\x7f]{1,64}\Z"},
     ),
     "publish_offer": _request(sdp=_SDP),
     "subscribe_answer": _request(offer_id={"type": "integer"}, sdp=_SDP),
@@ -72,6 +75,8 @@ def parse_request(text: str) -> dict[str, Any]:
         message = json.loads(text)
     except ValueError as exc:
         raise ProtocolError("invalid_json", f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("invalid_json", "JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError("invalid_json", "a message must be a JSON object")
     request_id = message.get("id")
@@ -81,8 +86,15 @@ def parse_request(text: str) -> dict[str, Any]:
     validator = _VALIDATORS.get(kind) if isinstance(kind, str) else None
     if validator is None:
         raise ProtocolError("unknown_type", f"unknown message type {kind!r}", request_id)
-    error = next(iter(validator.iter_errors(message)), None)
+    try:
+        error = next(iter(validator.iter_errors(message)), None)
+    except RecursionError:
+        raise ProtocolError("invalid_message", "message nested too deeply", request_id) from None
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "message"
-        raise ProtocolError("invalid_message", f"{kind}: {where}: {error.message}", request_id)
+        # jsonschema quotes the offending value: keep replies short and free of secrets
+        what = error.message if len(error.message) <= 120 else error.message[:117] + "..."
+        if error.validator in ("maxLength", "pattern", "minLength"):
+            what = f"does not match the schema ({error.validator})"
+        raise ProtocolError("invalid_message", f"{kind}: {where}: {what}", request_id)
     return message

@@ -38,6 +38,7 @@ async def rtc(request: web.Request) -> web.WebSocketResponse:
     try:
         ending = await _read(ws, conn, config.auth_timeout_s, config.ws_idle_timeout_s)
     finally:
+        conn.release()
         if conn.participant is not None:
             reason = ending.reason_for_room if ending else "disconnected"
             await conn.participant.room.leave(conn.participant, reason)
@@ -71,7 +72,7 @@ async def _read(
             return CloseSession(CLOSE_TIMEOUT, f"timeout waiting for {what}")
         msg = receive.result()
         if msg.type == WSMsgType.TEXT and len(msg.data) > MAX_MESSAGE_BYTES:
-            conn.send(outbound.error(None, "message_too_large", "messages are limited to 64 KiB"))
+            conn.send(outbound.error(None, "message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES // 1024} KiB"))
             return CloseSession(CLOSE_PROTOCOL, "message too large")
         if msg.type == WSMsgType.TEXT:
             try:
