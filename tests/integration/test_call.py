@@ -148,7 +148,12 @@ async def test_subscriber_pli_reaches_publisher_paced(join: Join) -> None:
         got_request.set()
 
     aiortc_glue.tap_key_frame_requests(video_sender, on_request)
-    await subscriber.until(lambda: subscriber.frames_from(publisher, "video") >= 5)
+
+    def quiet() -> bool:  # decoding, and the Consumer's own requests are over 600 ms old
+        last = requests[-1] if requests else 0.0
+        return subscriber.frames_from(publisher, "video") >= 5 and time.monotonic() - last > 0.6
+
+    await subscriber.until(quiet)  # re-checked on every decoded frame
     (transceiver,) = subscriber.room.subscribe_pc.getTransceivers()
     (remote,) = subscriber.tracks.values()
     assert remote.first_packet is not None

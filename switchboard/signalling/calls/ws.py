@@ -72,7 +72,13 @@ async def _read(
             return CloseSession(CLOSE_TIMEOUT, f"timeout waiting for {what}")
         msg = receive.result()
         if msg.type == WSMsgType.TEXT and len(msg.data) > MAX_MESSAGE_BYTES:
-            conn.send(outbound.error(None, "message_too_large", f"messages are limited to {MAX_MESSAGE_BYTES // 1024} KiB"))
+            conn.send(
+                outbound.error(
+                    None,
+                    "message_too_large",
+                    f"messages are limited to {MAX_MESSAGE_BYTES // 1024} KiB",
+                )
+            )
             return CloseSession(CLOSE_PROTOCOL, "message too large")
         if msg.type == WSMsgType.TEXT:
             try:
