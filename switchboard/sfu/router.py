@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiortc.rtp import RtpPacket
 
 from .consumer import Consumer
 from .producer import Producer
+
+log = logging.getLogger(__name__)
 
 
 class Router:
@@ -35,7 +39,11 @@ class Router:
         self, producer: Producer, packet: RtpPacket, ext_seq: int, key_frame: bool
     ) -> None:
         for consumer in self._consumers.get(producer.id, ()):
-            await consumer.send_rtp(packet, ext_seq, key_frame)
+            try:
+                await consumer.send_rtp(packet, ext_seq, key_frame)
+            except Exception:  # one broken Consumer must not starve the others
+                consumer.send_errors += 1
+                log.exception("consumer %s failed to forward", consumer.id)
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         consumers = self._consumers.get(consumer.producer.id)
