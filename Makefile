@@ -11,6 +11,7 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
 	scripts/ensure-chromium
+	scripts/ensure-coturn
 	scripts/in-netns $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

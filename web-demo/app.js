@@ -242,7 +242,9 @@ async function join(name, room) {
   try {
     setStatus("Getting a token…");
     const { token } = await fetchDemoToken(name, room);
-    client = new SwitchboardClient();
+    // ?relay=1: media only through the server's TURN relays (iceTransportPolicy "relay").
+    const relay = new URLSearchParams(window.location.search).get("relay") === "1";
+    client = new SwitchboardClient({ iceTransportPolicy: relay ? "relay" : "all" });
     wireClient(client);
     setStatus("Connecting…");
     await client.connect();

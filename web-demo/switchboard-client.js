@@ -71,9 +71,15 @@ export function waitForIceGathering(pc, timeoutMs = ICE_GATHERING_TIMEOUT_MS) {
 }
 
 export class SwitchboardClient extends EventTarget {
-  constructor({ url = defaultSignallingUrl() } = {}) {
+  /**
+   * `iceTransportPolicy`: "all", or "relay" to send and receive only through the TURN servers
+   * the join reply hands out (`ice_servers`), as the connectivity check of a locked-down
+   * network would.
+   */
+  constructor({ url = defaultSignallingUrl(), iceTransportPolicy = "all" } = {}) {
     super();
     this.url = url;
+    this.iceTransportPolicy = iceTransportPolicy;
     this.ws = null;
     this.participant = null; // {id, name, user_id} after join
     this.room = null;
@@ -226,7 +232,11 @@ export class SwitchboardClient extends EventTarget {
   // ---- ICE ------------------------------------------------------------------------------
 
   _newPeerConnection(target) {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers, // from the join reply: STUN and TURN with credentials
+      iceTransportPolicy: this.iceTransportPolicy,
+      bundlePolicy: "max-bundle",
+    });
     pc.addEventListener("icecandidate", (event) => {
       const state = this._trickle[target];
       if (!state.on) return; // in the SDP (sent or about to be)

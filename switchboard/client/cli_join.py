@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,9 @@ from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 
+from ..sfu import aiortc_glue
 from .media import ToneTrack, VideoTestPattern
-from .room import RemoteTrack, Room, SignallingError
+from .room import IceError, RemoteTrack, Room, SignallingError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="local address to gather ICE candidates on (repeatable; default: all)",
     )
+    parser.add_argument(
+        "--ice-transport-policy",
+        choices=["all", "relay"],
+        default="all",
+        help="relay: send and receive only through the server's TURN relays",
+    )
+    parser.add_argument(
+        "--ice-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="give up if media does not connect within S seconds (default 15)",
+    )
+    parser.add_argument("--turn-ca", type=Path, help="CA file (PEM) to verify turns: servers")
 
 
 @dataclass
@@ -109,7 +125,16 @@ async def run_async(args: argparse.Namespace) -> int:
         return 2
     tracks, player = _tracks(args.play)
     try:
-        room = await Room.connect(args.url, token, args.room, args.name, args.ice_address)
+        if args.turn_ca is not None:
+            aiortc_glue.use_turn_tls_context(ssl.create_default_context(cafile=args.turn_ca))
+        room = await Room.connect(
+            args.url,
+            token,
+            args.room,
+            args.name,
+            args.ice_address,
+            ice_transport_policy=args.ice_transport_policy,
+        )
     except (SignallingError, OSError) as exc:
         print(f"switchboard join: {exc}", file=sys.stderr)
         return 1
@@ -130,7 +155,15 @@ async def run_async(args: argparse.Namespace) -> int:
     print(f"joined room {room.room} as {room.participant_id} ({args.name})", flush=True)
     for p in room.participants.values():
         print(f"{p['name']} is here", flush=True)
-    published = await room.publish(tracks, args.video_codec)
+    try:
+        published = await room.publish(tracks, args.video_codec)
+        await room.wait_connected(args.ice_timeout)
+    except IceError as exc:
+        print(f"switchboard join: {exc}", file=sys.stderr)
+        await room.leave()
+        for track in tracks:
+            track.stop()
+        return 1
     print("publishing " + ", ".join(t["kind"] for t in published), flush=True)
 
     stop = asyncio.Event()

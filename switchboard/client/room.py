@@ -28,6 +28,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -45,6 +46,11 @@ class SignallingError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message = code, message
+
+
+class IceError(Exception):
+    """A peer connection could not connect (ICE, RFC 8445): no usable candidate, or no
+    connectivity within the time allowed. The message says which and what to check."""
 
 
 @dataclass
@@ -116,13 +122,18 @@ class Room:
         name: str,
         ice_addresses: Sequence[str] | None = None,
         ssl: Any = True,
+        ice_transport_policy: str = "all",
     ) -> Room:
         """Open the socket at ``url`` (``http(s)://host:port``), authenticate and join.
 
         ``ice_addresses`` restricts the local addresses ICE gathers on (process-wide); the
-        default is every interface plus 127.0.0.1.
-        Raises SignallingError if the server refuses the token or the join.
+        default is every interface plus 127.0.0.1. ``ice_transport_policy``: ``"all"`` or
+        ``"relay"`` (only TURN relay candidates, W3C WebRTC §4.2.5, through the TURN servers the
+        join reply hands out; ``publish`` then raises IceError when no relay could be allocated).
+        Raises SignallingError if the server refuses the token or the join, ValueError for an
+        unknown policy.
         """
+        policy = RTCIceTransportPolicy(ice_transport_policy)
         # aioice alone skips loopback: without this a peer on a loopback-only host has no
         # candidate at all. Process-wide, as aioice's setting is.
         aiortc_glue.use_host_addresses(ice_addresses or ())
@@ -147,7 +158,9 @@ class Room:
         self.participants = {p["id"]: p for p in joined["participants"]}
         self._muted = {t["track_id"]: t["muted"] for t in joined["tracks"]}
         servers = [RTCIceServer(**s) for s in joined.get("ice_servers", [])]
-        self._config = RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self._config = RTCConfiguration(
+            iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE, iceTransportPolicy=policy
+        )
         self.subscribe_pc = RTCPeerConnection(self._config)
         self.subscribe_pc.on("track", self._on_remote_track)
         self._joined.set()
@@ -187,12 +200,50 @@ class Room:
                 )
         offer = await self.publish_pc.createOffer()
         await self.publish_pc.setLocalDescription(offer)
+        if (
+            self._config.iceTransportPolicy == RTCIceTransportPolicy.RELAY
+            and " typ relay" not in self.publish_pc.localDescription.sdp
+        ):
+            servers = [u for s in self._config.iceServers or [] for u in _urls(s)]
+            why = aiortc_glue.last_turn_error() or "no TURN server in the join reply"
+            raise IceError(
+                f"relay only, but no TURN allocation succeeded ({why}); "
+                f"TURN servers tried: {', '.join(servers) or 'none'}"
+            )
         result = await self.request("publish_offer", sdp=self.publish_pc.localDescription.sdp)
         await self.publish_pc.setRemoteDescription(
             RTCSessionDescription(sdp=result["sdp"], type="answer")
         )
         self.published = result["tracks"]
         return self.published
+
+    async def wait_connected(self, timeout_s: float = 15.0) -> None:
+        """Wait until the publish connection is connected (ICE and DTLS done).
+
+        Raises IceError when it fails, or is not connected after ``timeout_s`` seconds."""
+        pc = self.publish_pc
+        if pc is None:
+            raise IceError("nothing published yet")
+        changed = asyncio.Event()
+        pc.on("connectionstatechange", changed.set)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while pc.connectionState != "connected":
+                if pc.connectionState in ("failed", "closed"):
+                    raise IceError(f"the media connection {pc.connectionState}")
+                changed.clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise IceError(
+                        f"no media connectivity within {timeout_s:g} s (ICE state "
+                        f"{pc.iceConnectionState}); check the firewall, the TURN servers and "
+                        "their credentials"
+                    )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+        finally:
+            pc.remove_listener("connectionstatechange", changed.set)
 
     async def mute(self, track_id: str, muted: bool) -> None:
         """Tell the others that a published track is muted (send silence/black yourself)."""
@@ -326,3 +377,7 @@ class Room:
             while True:
                 await asyncio.sleep(20)  # keep-alive period, not synchronisation
                 await self.request("ping")
+
+
+def _urls(server: RTCIceServer) -> list[str]:
+    return server.urls if isinstance(server.urls, list) else [server.urls]

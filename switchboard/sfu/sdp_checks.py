@@ -34,16 +34,19 @@ def media_directions(sdp: str) -> list[str]:
     return out
 
 
-def check_client_description(sdp: str, max_sections: int | None = MAX_MEDIA_SECTIONS) -> None:
+def check_client_description(
+    sdp: str, max_sections: int | None = MAX_MEDIA_SECTIONS, require_media: bool = True
+) -> None:
     """Refuse a description aiortc could not apply cleanly; raises SdpError ``invalid_sdp``.
 
-    Requires: at least one audio or video m-section, at most ``max_sections`` m-sections
+    Requires: at least one audio or video m-section (unless ``require_media`` is False, for
+    the data-channel-only connectivity probe), at most ``max_sections`` m-sections
     (None: no limit, for answers to our own offers); a unique ``a=mid`` in each (RFC 8843
     §7.2); ICE credentials and a DTLS fingerprint (RFC 8842 §5.2, RFC 8122) with SHA-256 or
     stronger, at session or media level.
     """
     session, media = sections(sdp)
-    if not any(m.startswith(("m=audio ", "m=video ")) for m in media):
+    if require_media and not any(m.startswith(("m=audio ", "m=video ")) for m in media):
         raise SdpError("invalid_sdp", "the description has no audio or video m-section")
     if max_sections is not None and len(media) > max_sections:
         raise SdpError("invalid_sdp", f"more than {max_sections} m-sections")

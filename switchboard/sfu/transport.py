@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
@@ -20,7 +18,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from . import aiortc_glue, sdp_checks
+from . import aiortc_glue, ice, sdp_checks
+from .config import MediaConfig
 from .consumer import Consumer
 from .producer import Codec, Producer
 from .router import Router
@@ -47,6 +46,7 @@ class WebRtcTransport:
         direction: str,
         participant_id: str,
         on_closed: Callable[[WebRtcTransport], None],
+        config: MediaConfig | None = None,
     ) -> None:
         if direction not in ("publish", "subscribe"):
             raise ValueError(f"direction must be publish or subscribe, not {direction!r}")
@@ -60,10 +60,9 @@ class WebRtcTransport:
         self.closed = False
         self._on_closed = on_closed
         self._lock = asyncio.Lock()
+        self._config = config or MediaConfig()
         # max-bundle: every m-section, including those added later, rides on one transport.
-        self._pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+        self._pc = RTCPeerConnection(ice.rtc_configuration(self._config))
         self._new_tracks: list[MediaStreamTrack] = []
         self._producer_transceivers: dict[str, RTCRtpTransceiver] = {}
         self._consumer_transceivers: dict[str, RTCRtpTransceiver] = {}
@@ -115,7 +114,7 @@ class WebRtcTransport:
             for producer_id, transceiver in list(self._producer_transceivers.items()):
                 if transceiver.currentDirection not in ("recvonly", "sendrecv"):
                     self._close_producer(producer_id)  # the client stopped sending it
-            return self._pc.localDescription.sdp, created
+            return self._local_sdp(), created
 
     def _create_producer(self, track: MediaStreamTrack) -> Producer | None:
         transceiver = next(t for t in self._pc.getTransceivers() if t.receiver.track is track)
@@ -165,6 +164,12 @@ class WebRtcTransport:
         self._producer_transceivers.pop(producer_id, None)
         self.router.close_producer(producer_id)
 
+    def close_producer(self, producer_id: str) -> None:
+        """Stop forwarding one published track (its Consumers close, so subscribers see its
+        m-section go ``inactive``). The client's m-section stays; whatever it still sends is
+        dropped. Used when a participant loses the right to publish."""
+        self._close_producer(producer_id)
+
     # subscribe side
 
     def consume(self, producer: Producer) -> Consumer:
@@ -213,7 +218,7 @@ class WebRtcTransport:
                 for cid, t in self._consumer_transceivers.items()
                 if t.mid is not None and cid in self.consumers
             }
-            return self._pc.localDescription.sdp, mids
+            return self._local_sdp(), mids
 
     async def handle_answer(self, sdp: str) -> None:
         """Apply the client's answer to our last offer.
@@ -237,6 +242,12 @@ class WebRtcTransport:
                 raise SdpError("invalid_sdp", f"cannot apply answer: {_short(exc)}") from None
 
     # both
+
+    def _local_sdp(self) -> str:
+        """Our current local description, host candidates announced as configured."""
+        return ice.announce_address(
+            self._pc.localDescription.sdp, self._config.ice_announced_address
+        )
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
         """Add a trickled remote candidate (``{"candidate", "sdpMid", "sdpMLineIndex"}``, as

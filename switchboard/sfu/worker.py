@@ -8,11 +8,13 @@ front of a separate process or node.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 
 from . import aiortc_glue
 from .config import MediaConfig
+from .probe import MAX_PROBES, EchoPeer, TooManyProbes
 from .router import Router
 from .transport import WebRtcTransport
 
@@ -23,7 +25,9 @@ class Worker:
     def __init__(self, config: MediaConfig) -> None:
         self.config = config
         self.routers: dict[str, Router] = {}
+        self._probes: set[EchoPeer] = set()
         aiortc_glue.use_host_addresses(config.ice_addresses)
+        aiortc_glue.use_udp_port_range(config.ice_port_range)
 
     def create_router(self) -> Router:
         router = Router("RT_" + secrets.token_urlsafe(9), self.config.key_frame_request_interval_ms)
@@ -39,7 +43,22 @@ class Worker:
     ) -> WebRtcTransport:
         """A transport of one participant: ``direction`` is ``"publish"`` (the client offers)
         or ``"subscribe"`` (the server offers). ``on_closed`` runs if ICE/DTLS fails."""
-        return WebRtcTransport(router, direction, participant_id, on_closed)
+        return WebRtcTransport(router, direction, participant_id, on_closed, self.config)
+
+    async def create_echo_peer(self, offer: str) -> str:
+        """Answer a connectivity probe's offer with an ``EchoPeer``; return the answer SDP.
+        Raises TooManyProbes, SdpError ``invalid_sdp``."""
+        if len(self._probes) >= MAX_PROBES:
+            raise TooManyProbes(f"at most {MAX_PROBES} connectivity probes at once")
+        probe = EchoPeer(self.config)
+        self._probes.add(probe)
+
+        async def forget() -> None:
+            await probe.closed.wait()
+            self._probes.discard(probe)
+
+        asyncio.ensure_future(forget())
+        return await probe.answer(offer)
 
     def close_router(self, router: Router) -> None:
         router.close()
@@ -48,3 +67,5 @@ class Worker:
     async def close(self) -> None:
         for router in list(self.routers.values()):
             self.close_router(router)
+        for probe in list(self._probes):
+            await probe.close()

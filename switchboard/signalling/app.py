@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..sfu.worker import Worker
-from . import demo, errors
+from . import access, demo, errors, openapi, store
 from .calls import ws
 from .calls.rooms import RoomRegistry
 from .config import Config
 from .identity import routes as identity_routes
 from .identity.tokens import TokenService
 from .keys import CONFIG, ROOMS, SFU, TOKENS
+from .rooms import routes as rooms_routes
+from .traversal import routes as traversal_routes
 
 
 async def _media(app: web.Application) -> AsyncIterator[None]:
@@ -28,15 +30,19 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     """Build the application. No I/O here: resources open in cleanup contexts, in order, and
     close in reverse order, only if they opened."""
-    app = web.Application(middlewares=[errors.middleware], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[errors.middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[TOKENS] = TokenService(config.access_key)
-    app.cleanup_ctx.append(_media)
+    app.cleanup_ctx.extend([store.context, access.context, _media])
     app[ws.SOCKETS] = weakref.WeakSet()
     app.on_shutdown.append(ws.close_all_sockets)
     app.add_routes(identity_routes.routes)
+    app.add_routes(rooms_routes.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(ws.routes)
+    app.add_routes(traversal_routes.routes)
     if config.demo:
         app.add_routes(demo.routes)
         demo.add_static(app, config.web_demo_dir)
+        traversal_routes.add_page(app)
     return app

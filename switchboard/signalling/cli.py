@@ -1,9 +1,12 @@
 """The ``switchboard`` command: serve, print the connection string, mint a token, join a call.
 
     switchboard serve [--host H] [--port P] [--data-dir D] [--no-demo] [--ice-address A]...
-    switchboard connection-string [--data-dir D] [--host H] [--port P]
+                      [--tls self-signed | --tls-cert F --tls-key F] [--no-adhoc-rooms]
+    switchboard connection-string [--data-dir D] [--host H] [--port P] [--https]
     switchboard token --user ID [--scopes voip,chat] [--expires-minutes M] [--data-dir D]
     switchboard join ...            (switchboard.client.cli_join)
+    switchboard turn-config ...     (a coturn configuration; signalling/traversal/cli.py)
+    switchboard check-connectivity --url U [--json] ...   (switchboard.client.connectivity)
 
 ``serve`` prints to stdout, in order: ``created data directory <D>`` on the first start, the
 connection string on a line of its own (starting ``endpoint=``), and once the socket is
@@ -24,11 +27,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..sfu.config import MediaConfig
+from . import tls
 from .config import Config
 from .datadir import DataDirError, ensure_data_dir, load_access_key
 from .identity.hmac_auth import format_connection_string
 from .identity.tokens import DEFAULT_EXPIRES_IN_MINUTES, TokenService
+from .traversal import cli as traversal_cli
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -68,12 +72,20 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="a local IP address for ICE candidates (repeatable; default: every interface)",
     )
+    traversal_cli.add_serve_arguments(serve)
+    tls.add_serve_arguments(serve)
+    serve.add_argument(
+        "--no-adhoc-rooms",
+        action="store_true",
+        help="only rooms made through the rooms API can be joined",
+    )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     serve.set_defaults(run=_serve)
 
     conn = sub.add_parser("connection-string", help="print the connection string")
     _add_endpoint_arguments(conn)
     _add_data_dir_argument(conn)
+    conn.add_argument("--https", action="store_true", help="the server listens with TLS")
     conn.set_defaults(run=_connection_string)
 
     token = sub.add_parser("token", help="print a user access token")
@@ -90,6 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"lifetime in minutes, 1..1440 (default {DEFAULT_EXPIRES_IN_MINUTES})",
     )
     token.set_defaults(run=_token)
+
+    traversal_cli.add_commands(sub)
 
     # Its arguments belong to switchboard.client.cli_join, parsed in _join.
     sub.add_parser("join", help="join a call from the command line", add_help=False)
@@ -130,6 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
     key, created = ensure_data_dir(args.data_dir)
     if created:
         print(f"created data directory {args.data_dir} and its access key")
+    ssl_context = tls.context_from_args(args)
     # Bind before printing, so that --port 0 prints the port actually used.
     family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
     sock = socket.create_server((args.host, args.port), family=family)
@@ -139,7 +154,10 @@ def _serve(args: argparse.Namespace) -> int:
         port=sock.getsockname()[1],
         data_dir=args.data_dir,
         demo=not args.no_demo,
-        media=MediaConfig(ice_addresses=tuple(args.ice_address)),
+        media=traversal_cli.media_config(args),
+        traversal=traversal_cli.traversal_config(args),
+        tls=ssl_context is not None,
+        adhoc_rooms=not args.no_adhoc_rooms,
     )
     print("connection string (a secret: whoever holds it can mint tokens):")
     print(_format_connection_string(config), flush=True)
@@ -148,13 +166,14 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(*_: object) -> None:  # run_app calls this once the socket listens
         print(f"Switchboard listening on {config.endpoint}{demo}", flush=True)
 
-    web.run_app(create_app(config), sock=sock, print=ready)
+    web.run_app(create_app(config), sock=sock, print=ready, ssl_context=ssl_context)
     return 0
 
 
 def _connection_string(args: argparse.Namespace) -> int:
     key = load_access_key(args.data_dir)
-    print(_format_connection_string(Config(access_key=key, host=args.host, port=args.port)))
+    config = Config(access_key=key, host=args.host, port=args.port, tls=args.https)
+    print(_format_connection_string(config))
     return 0
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..sfu.config import MediaConfig
+from .traversal.credentials import TraversalConfig
 
 WEB_DEMO_DIR = Path(__file__).resolve().parents[2] / "web-demo"
 
@@ -30,9 +31,17 @@ class Config:
     # Seconds a socket has to send its first message (authenticate) before it is closed.
     auth_timeout_s: float = 10.0
     media: MediaConfig = field(default_factory=MediaConfig)
+    # TURN/STUN servers and the TURN shared secret handed to clients (traversal/credentials.py).
+    traversal: TraversalConfig = field(default_factory=TraversalConfig)
+    # True when the server listens with TLS (serve --tls…): the endpoint is then https://.
+    tls: bool = False
+    # Rooms not created through the rooms API: open to any `voip` token when True.
+    adhoc_rooms: bool = True
+    # Largest request body the REST APIs accept, bytes (larger: 413 RequestEntityTooLarge).
+    max_body_bytes: int = 1024 * 1024
 
     @property
     def endpoint(self) -> str:
         """The public base URL, with a trailing slash, as in the connection string."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"

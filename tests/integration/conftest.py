@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import secrets
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from switchboard.client import RemoteTrack, Room, ToneTrack, VideoTestPattern
 from switchboard.sfu import MediaConfig
 from switchboard.signalling.app import create_app
 from switchboard.signalling.config import Config
+from switchboard.signalling.identity.hmac_auth import format_connection_string
 from switchboard.signalling.identity.routes import new_identity_id
 from switchboard.signalling.identity.tokens import TokenService
+from switchboard.signalling.tls import ensure_self_signed, server_context
 
 LOOPBACK = ("127.0.0.1",)
 
@@ -42,9 +46,8 @@ async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
     ``@pytest.mark.parametrize("server", [{"auth_timeout_s": 0.2}], indirect=True)``."""
     key = secrets.token_bytes(32)
     overrides = getattr(request, "param", {})
-    config = Config(
-        access_key=key, data_dir=tmp_path, media=MediaConfig(ice_addresses=LOOPBACK), **overrides
-    )
+    overrides = {"media": MediaConfig(ice_addresses=LOOPBACK), **overrides}
+    config = Config(access_key=key, data_dir=tmp_path, **overrides)
     app = create_app(config)
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()
@@ -142,3 +145,40 @@ async def join(server: Server) -> AsyncIterator[Join]:
     yield _join
     for peer in peers:
         await peer.close()
+
+
+@dataclass
+class TlsServer(Server):
+    """The application over https with a self-signed certificate made as ``serve --tls
+    self-signed`` makes it; clients trust ``cert`` by path."""
+
+    cert: Path
+    connection_string: str
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[TlsServer]:
+    """Like ``server``, over TLS; ``connection_string`` is the one ``serve`` would print.
+    Indirect parametrization overrides Config fields, as for ``server``."""
+    key = secrets.token_bytes(32)
+    cert, cert_key, _ = ensure_self_signed(tmp_path, ["127.0.0.1"])
+    overrides = getattr(request, "param", {})
+    config = Config(
+        access_key=key,
+        data_dir=tmp_path,
+        media=MediaConfig(ice_addresses=LOOPBACK),
+        tls=True,
+        **overrides,
+    )
+    app = create_app(config)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server(ssl=server_context(cert, cert_key))
+    url = str(test_server.make_url("/")).rstrip("/")
+    connection_string = format_connection_string(url + "/", base64.b64encode(key).decode())
+    try:
+        yield TlsServer(url, app, TokenService(key), key, cert, connection_string)
+    finally:
+        await test_server.close()

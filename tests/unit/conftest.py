@@ -1,8 +1,9 @@
 """Fixtures for the HTTP tests of the identity API and the web demo.
 
-``identity_app`` is a small application with the real error middleware, identity routes, demo
-routes and static files, and the CONFIG/TOKENS keys, without the media plane: these tests need
-no SFU.
+``identity_app`` is a small application with the real error middleware, identity, rooms,
+OpenAPI and demo routes, static files, the CONFIG/TOKENS keys and the store and access-control
+cleanup contexts (SQLite in the test's temporary directory), without the media plane: these
+tests need no SFU.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from switchboard.signalling import demo, errors
+from switchboard.signalling import access, demo, errors, openapi, store
 from switchboard.signalling.config import Config
 from switchboard.signalling.identity import routes as identity_routes
 from switchboard.signalling.identity.hmac_auth import sign_request
 from switchboard.signalling.identity.tokens import TokenService
 from switchboard.signalling.keys import CONFIG, TOKENS
+from switchboard.signalling.rooms import routes as rooms_routes
 
 PostSigned = Callable[..., Awaitable[ClientResponse]]
 
@@ -50,15 +52,25 @@ def web_demo_dir(tmp_path: Path) -> Path:
     return directory
 
 
-@pytest.fixture
-def identity_app(access_key: bytes, tmp_path: Path, web_demo_dir: Path) -> web.Application:
-    app = web.Application(middlewares=[errors.middleware], client_max_size=1024 * 1024)
-    app[CONFIG] = Config(access_key=access_key, data_dir=tmp_path, web_demo_dir=web_demo_dir)
+def build_identity_app(access_key: bytes, data_dir: Path, web_demo_dir: Path) -> web.Application:
+    """The application of ``identity_app``; a second one on the same ``data_dir`` is the
+    server after a restart."""
+    config = Config(access_key=access_key, data_dir=data_dir, web_demo_dir=web_demo_dir)
+    app = web.Application(middlewares=[errors.middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
     app[TOKENS] = TokenService(access_key)
+    app.cleanup_ctx.extend([store.context, access.context])
     app.add_routes(identity_routes.routes)
+    app.add_routes(rooms_routes.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(demo.routes)
     demo.add_static(app, web_demo_dir)
     return app
+
+
+@pytest.fixture
+def identity_app(access_key: bytes, tmp_path: Path, web_demo_dir: Path) -> web.Application:
+    return build_identity_app(access_key, tmp_path, web_demo_dir)
 
 
 @pytest.fixture

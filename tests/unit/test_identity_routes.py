@@ -102,10 +102,17 @@ async def test_issue_access_token(post_signed: PostSigned, access_key: bytes) ->
     assert token.expires_at - token.issued_at == 1440 * 60
 
 
+async def created_identity(post_signed: PostSigned) -> str:
+    """The id of a new identity, made through the API (so that it is stored)."""
+    response = await post_signed("/identities" + API)
+    assert response.status == 201
+    return str((await response.json())["identity"]["id"])
+
+
 async def test_issue_access_token_with_percent_encoded_id(
-    identity_client: TestClient, access_key: bytes, access_key_b64: str
+    identity_client: TestClient, access_key: bytes, access_key_b64: str, post_signed: PostSigned
 ) -> None:
-    identity_id = new_identity_id(access_key)
+    identity_id = await created_identity(post_signed)
     body = b'{"scopes": ["chat"]}'
     url = str(identity_client.make_url("/")).rstrip("/")
     url += f"/identities/{identity_id.replace(':', '%3A')}/:issueAccessToken{API}"
@@ -153,12 +160,9 @@ async def test_create_identity_bad_body(post_signed: PostSigned, body: dict | by
         pytest.param(b"[]", id="not an object"),
     ],
 )
-async def test_issue_access_token_bad_body(
-    post_signed: PostSigned, access_key: bytes, body: dict | bytes
-) -> None:
-    response = await post_signed(
-        f"/identities/{new_identity_id(access_key)}/:issueAccessToken", body
-    )
+async def test_issue_access_token_bad_body(post_signed: PostSigned, body: dict | bytes) -> None:
+    identity_id = await created_identity(post_signed)
+    response = await post_signed(f"/identities/{identity_id}/:issueAccessToken", body)
     assert response.status == 400
     assert (await response.json())["error"]["message"]
 
@@ -181,9 +185,20 @@ async def test_issue_access_token_to_unknown_identity(
     assert (await response.json())["error"]["code"] == "IdentityNotFound"
 
 
-async def test_colon_action_is_literal(post_signed: PostSigned, access_key: bytes) -> None:
-    identity_id = new_identity_id(access_key)
-    for action in ("issueAccessToken", ":revokeAccessTokens", ":issueaccesstoken"):
+async def test_never_created_identity_is_not_found(
+    post_signed: PostSigned, access_key: bytes
+) -> None:
+    """A well-formed id of this installation that the API never made is a 404 too."""
+    response = await post_signed(
+        f"/identities/{new_identity_id(access_key)}/:issueAccessToken", {"scopes": ["voip"]}
+    )
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "IdentityNotFound"
+
+
+async def test_colon_action_is_literal(post_signed: PostSigned) -> None:
+    identity_id = await created_identity(post_signed)
+    for action in ("issueAccessToken", "revokeAccessTokens", ":issueaccesstoken"):
         response = await post_signed(f"/identities/{identity_id}/{action}", {"scopes": ["voip"]})
         assert response.status == 404
 

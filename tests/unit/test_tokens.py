@@ -267,3 +267,28 @@ def test_error_messages_do_not_contain_the_token(service: TokenService) -> None:
             service.verify(attempt, "voip", now=now)
         assert signature not in str(info.value)
         assert attempt not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        USER,
+        "8:acs:00000000-0000-4000-8000-000000000000_>>??~~\x7f",
+        "?~>" * 20,
+        "ünïcødé ✓",
+    ],
+)
+def test_payload_segment_has_no_base64url_only_characters(
+    service: TokenService, user_id: str
+) -> None:
+    """The ACS SDKs decode the payload with standard base64: over many tokens (random jti,
+    every scope, every offset of the awkward characters), none has '-' or '_' there, and the
+    claims read back the same."""
+    scopes = sorted(SCOPES)
+    for i in range(300):
+        token, _ = service.mint(user_id + "~" * (i % 3), scopes[: 1 + i % len(scopes)], now=NOW + i)
+        payload = token.split(".")[1]
+        assert "-" not in payload and "_" not in payload, payload
+        claims = json.loads(base64.b64decode(payload + "=="))  # standard base64, as the SDK
+        assert claims["sub"] == user_id + "~" * (i % 3)
+        assert service.verify(token, now=NOW + i).user_id == claims["sub"]

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ..identity.tokens import UserToken
+from ..keys import DIRECTORY
 from . import outbound
 from .protocol import ProtocolError
 from .session import Participant
@@ -57,12 +58,17 @@ class Connection:
         self.end(CloseSession(CLOSE_MEDIA_FAILED, "media connection failed", "connection_failed"))
 
     def expire_at(self, unix_s: float) -> None:
-        """End the session with 4001 when the token expires (``unix_s``, seconds)."""
+        """End the session with 4001 when the token expires (``unix_s``, seconds); a later call
+        (a refreshed token) replaces the earlier deadline."""
+        if self._expiry is not None:
+            self._expiry.cancel()
         delay_s = max(0.0, unix_s - time.time())
         expired = CloseSession(CLOSE_TOKEN_EXPIRED, "token expired", "token_expired")
         self._expiry = asyncio.get_running_loop().call_later(delay_s, self.end, expired)
 
     def release(self) -> None:
-        """Cancel the timers of this socket (it has ended)."""
+        """Cancel the timers of this socket (it has ended) and leave the directory."""
         if self._expiry is not None:
             self._expiry.cancel()
+        if self.token is not None and (directory := self.app.get(DIRECTORY)) is not None:
+            directory.remove(self.token.user_id, self)

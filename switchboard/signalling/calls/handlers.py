@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...sfu import SdpError
-from ..identity.tokens import TokenError
-from ..keys import ROOMS, TOKENS
-from . import outbound
+from ..identity.tokens import CALL_SCOPES, TokenError, UserToken
+from ..keys import CONFIG, DIRECTORY, REVOCATIONS, ROOMS, ROOMS_API, TOKENS
+from ..rooms.service import RoomAccessError
+from ..traversal.credentials import ice_servers
+from . import enforcement, outbound
 from .connection import CloseSession, Connection
 from .protocol import ProtocolError, parse_request
 
@@ -23,41 +25,81 @@ CLOSE_AUTH_FAILED = 4001
 CLOSE_FORBIDDEN = 4003
 
 
+def _verify(conn: Connection, token: str) -> UserToken:
+    """Verify a token for calls: signature, expiry, a call scope, not revoked (TokenError)."""
+    verified = conn.app[TOKENS].verify(token, required_scope=CALL_SCOPES)
+    if conn.app[REVOCATIONS].is_revoked(verified):
+        raise TokenError("invalid_token", "token has been revoked")
+    return verified
+
+
+def _token_result(token: UserToken) -> Result:
+    expires = datetime.fromtimestamp(token.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"user_id": token.user_id, "scopes": list(token.scopes), "expires_on": expires}
+
+
 async def authenticate(conn: Connection, msg: dict[str, Any]) -> Result:
     if conn.token is not None:
         raise ProtocolError("already_authenticated", "this socket is already authenticated")
     try:
-        token = conn.app[TOKENS].verify(msg["token"], required_scope="voip")
+        token = _verify(conn, msg["token"])
     except TokenError as exc:
         code = "missing_scope" if exc.code == "missing_scope" else "invalid_token"
         close = CLOSE_FORBIDDEN if code == "missing_scope" else CLOSE_AUTH_FAILED
         conn.send(outbound.error(msg["id"], code, exc.message))
         raise CloseSession(close, exc.message) from None
     conn.token = token
+    conn.app[DIRECTORY].add(token.user_id, conn)
     conn.expire_at(token.expires_at)
-    expires = datetime.fromtimestamp(token.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"user_id": token.user_id, "scopes": list(token.scopes), "expires_on": expires}
+    return _token_result(token)
+
+
+async def refresh_token(conn: Connection, msg: dict[str, Any]) -> Result:
+    """Replace the session's token with a fresh one of the same identity: the session then
+    ends at the new token's expiry. A token that does not verify (or is revoked, or names
+    another identity) is refused with an error and the session goes on as it was."""
+    assert conn.token is not None
+    try:
+        token = _verify(conn, msg["token"])
+    except TokenError as exc:
+        code = "missing_scope" if exc.code == "missing_scope" else "invalid_token"
+        raise ProtocolError(code, exc.message) from None
+    if token.user_id != conn.token.user_id:
+        raise ProtocolError("wrong_identity", "the new token is for another identity")
+    conn.token = token
+    conn.expire_at(token.expires_at)
+    return _token_result(token)
 
 
 async def join(conn: Connection, msg: dict[str, Any]) -> Result:
     if conn.participant is not None:
         raise ProtocolError("already_joined", "this socket has joined a room already")
     assert conn.token is not None
+    try:
+        access = await conn.app[ROOMS_API].access(msg["room"], conn.token.user_id)
+    except RoomAccessError as exc:
+        raise ProtocolError(exc.code, exc.message) from None
     room = conn.app[ROOMS].get_or_create(msg["room"])
     others = [p.info() for p in room.participants.values()]
     tracks = [t for p in room.participants.values() for t in p.tracks()]
     conn.participant = room.join(msg["name"], conn.token.user_id, conn.send, conn.media_failed)
+    conn.participant.role, conn.participant.can_publish = access.role, access.can_publish
     return {
         "participant": conn.participant.info(),
         "room": room.name,
         "participants": others,
         "tracks": tracks,
-        "ice_servers": [],
+        "ice_servers": ice_servers(conn.app[CONFIG].traversal, conn.token.user_id)[0],
     }
 
 
 async def publish_offer(conn: Connection, msg: dict[str, Any]) -> Result:
-    return await conn.joined().publish_offer(msg["sdp"])
+    participant = conn.joined()
+    if not participant.can_publish:
+        raise ProtocolError(
+            "publish_not_allowed", f"your role in this room ({participant.role}) cannot publish"
+        )
+    return await participant.publish_offer(msg["sdp"])
 
 
 async def subscribe_answer(conn: Connection, msg: dict[str, Any]) -> Result:
@@ -75,6 +117,21 @@ async def mute(conn: Connection, msg: dict[str, Any]) -> Result:
     return {}
 
 
+async def remove_participant(conn: Connection, msg: dict[str, Any]) -> Result:
+    participant = conn.joined()
+    enforcement.require_moderator(participant)
+    target = enforcement.target_of(participant, msg["participant_id"])
+    enforcement.remove_from_call(conn.app[DIRECTORY], target)
+    return {}
+
+
+async def mute_participant(conn: Connection, msg: dict[str, Any]) -> Result:
+    participant = conn.joined()
+    enforcement.require_moderator(participant)
+    target = enforcement.target_of(participant, msg["participant_id"])
+    return {"track_ids": enforcement.mute_audio(target)}
+
+
 async def leave(conn: Connection, msg: dict[str, Any]) -> Result:
     conn.send(outbound.reply(msg["id"]))
     raise CloseSession(1000, "left", reason_for_room="left")
@@ -86,11 +143,14 @@ async def ping(conn: Connection, msg: dict[str, Any]) -> Result:
 
 HANDLERS: dict[str, Handler] = {
     "authenticate": authenticate,
+    "refresh_token": refresh_token,
     "join": join,
     "publish_offer": publish_offer,
     "subscribe_answer": subscribe_answer,
     "trickle": trickle,
     "mute": mute,
+    "mute_participant": mute_participant,
+    "remove_participant": remove_participant,
     "leave": leave,
     "ping": ping,
 }

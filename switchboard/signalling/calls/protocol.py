@@ -18,6 +18,7 @@ MAX_SDP_CHARS = 250_000
 _ID = {"type": ["string", "integer"], "maxLength": 64}
 _SDP = {"type": "string", "minLength": 1, "maxLength": MAX_SDP_CHARS}
 _TRACK_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_PARTICIPANT_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 _CANDIDATE = {
     "type": ["object", "null"],
     "properties": {
@@ -41,6 +42,7 @@ def _request(**fields: Any) -> dict[str, Any]:
 
 REQUESTS: dict[str, dict[str, Any]] = {
     "authenticate": _request(token={"type": "string", "minLength": 1, "maxLength": 8192}),
+    "refresh_token": _request(token={"type": "string", "minLength": 1, "maxLength": 8192}),
     "join": _request(
         # \Z, not $: Python's $ also matches before a final newline ("r1\n" would pass).
         room={"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}\Z"},
@@ -51,6 +53,8 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "subscribe_answer": _request(offer_id={"type": "integer"}, sdp=_SDP),
     "trickle": _request(target={"enum": ["publish", "subscribe"]}, candidate=_CANDIDATE),
     "mute": _request(track_id=_TRACK_ID, muted={"type": "boolean"}),
+    "mute_participant": _request(participant_id=_PARTICIPANT_ID),
+    "remove_participant": _request(participant_id=_PARTICIPANT_ID),
     "leave": _request(),
     "ping": _request(),
 }

@@ -50,6 +50,9 @@ class Participant:
         self.id, self.name, self.user_id, self.room = participant_id, name, user_id, room
         self.send = send
         self.closed = False
+        # The rooms API role (rooms/service.py); None in an ad-hoc room, where anyone publishes.
+        self.role: str | None = None
+        self.can_publish = True
         self._on_media_failed = on_media_failed
         worker = room.worker
         self.publish = worker.create_webrtc_transport(
@@ -81,6 +84,13 @@ class Participant:
             for p in self.publish.producers.values()
         ]
         return {"sdp": answer, "tracks": tracks}
+
+    def stop_publishing(self) -> None:
+        """Close every track this participant publishes (a demotion to a role that may not):
+        the others get ``track_unpublished`` and their subscribe connections renegotiate."""
+        for producer_id in list(self.publish.producers):
+            self.publish.close_producer(producer_id)
+            self.room.broadcast(outbound.track_unpublished(producer_id, self.id), exclude=self)
 
     def set_muted(self, track_id: str, muted: bool) -> None:
         producer = self.publish.producers.get(track_id)

@@ -1,20 +1,19 @@
-"""The identity API: create identities and issue their user access tokens, in the shape of ACS.
+"""The identity API: identities, their user access tokens and revocation, in the shape of ACS.
 
-Routes (every request signed with the access key, see ``hmac_auth``; ``api-version`` in the
-query is accepted and not checked):
+Routes (api-version 2023-10-01; every request signed with the access key, see ``hmac_auth``):
 
-    POST /identities  {"createTokenWithScopes"?: [scope], "expiresInMinutes"?: int}
+    POST   /identities  {"createTokenWithScopes"?: [scope], "expiresInMinutes"?: int}
         201 {"identity": {"id"}, "accessToken"?: {"token", "expiresOn"}}
-    POST /identities/{id}/:issueAccessToken  {"scopes": [scope], "expiresInMinutes"?: int}
+    POST   /identities/{id}/:issueAccessToken  {"scopes": [scope], "expiresInMinutes"?: int}
         200 {"token", "expiresOn"}
+    POST   /identities/{id}/:revokeAccessTokens   204; tokens issued until now are refused
+    DELETE /identities/{id}                       204; the identity is gone, its tokens too
 
 ``expiresInMinutes``: 60..1440, default 1440, as in ACS. ``expiresOn``: ISO 8601 UTC with "Z".
-Errors: 400 ``{"error": {"code", "message"}}`` for a bad body, 401 for a bad signature, 404 for
-an id this installation did not make. ``x-ms-client-request-id`` is echoed when sent.
-
-Identities are not stored yet: an id is a fresh random one with this installation's resource
-id in it, and any well-formed id of this resource can be given tokens. A store, deletion and
-token revocation come with a later change.
+Errors ``{"error": {"code", "message"}}``: 400 for a bad body or an unknown ``api-version``
+(absent is accepted), 401 for a bad signature, 404 for an id this installation did not make
+or has deleted, 413 for a body over the configured limit. ``x-ms-client-request-id`` is
+echoed when sent. Identities and revocation times live in the store (``store/identities``).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import functools
 import hashlib
 import hmac
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -32,13 +32,15 @@ from aiohttp import web
 
 from .. import errors
 from ..errors import ApiError
-from ..keys import CONFIG, TOKENS
+from ..keys import CONFIG, REVOCATIONS, STORE, TOKENS
+from ..store import identities as queries
 from . import hmac_auth
 from .tokens import SCOPES
 
 MIN_EXPIRES_IN_MINUTES = 60  # ACS's bounds for the REST API
 MAX_EXPIRES_IN_MINUTES = 1440
 CLIENT_REQUEST_ID = "x-ms-client-request-id"
+API_VERSIONS = frozenset({"2021-03-07", "2022-06-01", "2022-10-01", "2023-10-01"})
 _MAX_CLIENT_REQUEST_ID_CHARS = 256
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _IDENTITY_ID = re.compile(rf"8:acs:(?P<resource>{_UUID})_(?P<user>{_UUID})")
@@ -74,24 +76,52 @@ def format_expires_on(expires_on: datetime) -> str:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _signed(handler: Handler) -> Handler:
-    """Wrap a handler: verify the request's HMAC signature first, echo the client request id
-    on every answer, errors included."""
+def signed(api_versions: frozenset[str], required: bool = False) -> Callable[[Handler], Handler]:
+    """Decorate a handler of a signed API: check ``api-version`` (one of ``api_versions``;
+    with ``required``, it must be present), then the HMAC signature, and echo the client
+    request id on every answer, errors included. A wrong api-version is a 400
+    ``UnsupportedApiVersion``: the SDKs map it to HttpResponseError."""
 
-    @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        request_id = request.headers.get(CLIENT_REQUEST_ID)
-        try:
-            body = await request.read()
-            hmac_auth.verify_request(request, body, request.app[CONFIG].access_key)
-            response = await handler(request)
-        except ApiError as exc:
-            response = errors.error_response(exc.status, exc.code, exc.message)
-        if request_id is not None and len(request_id) <= _MAX_CLIENT_REQUEST_ID_CHARS:
-            response.headers[CLIENT_REQUEST_ID] = request_id
-        return response
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            request_id = request.headers.get(CLIENT_REQUEST_ID)
+            try:
+                body = await request.read()
+                hmac_auth.verify_request(request, body, request.app[CONFIG].access_key)
+                version = request.query.get("api-version")
+                if (version is None and required) or (
+                    version is not None and version not in api_versions
+                ):
+                    raise ApiError(
+                        400,
+                        "UnsupportedApiVersion",
+                        f"api-version must be one of {', '.join(sorted(api_versions))}",
+                    )
+                response = await handler(request)
+            except ApiError as exc:
+                response = errors.error_response(exc.status, exc.code, exc.message)
+            if request_id is not None and len(request_id) <= _MAX_CLIENT_REQUEST_ID_CHARS:
+                response.headers[CLIENT_REQUEST_ID] = request_id
+            return response
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+_signed = signed(API_VERSIONS)
+
+
+async def _existing_identity(request: web.Request) -> str:
+    """The ``{id}`` of the path, if it is an identity of this installation that exists;
+    raises ApiError 404 ``IdentityNotFound`` otherwise."""
+    identity_id = request.match_info["id"]
+    if not is_own_identity_id(
+        identity_id, request.app[CONFIG].access_key
+    ) or not await queries.identity_exists(request.app[STORE], identity_id):
+        raise ApiError(404, "IdentityNotFound", "no such identity on this resource")
+    return identity_id
 
 
 def _scopes(value: Any, field: str) -> list[str]:
@@ -124,7 +154,9 @@ def _minutes(body: dict[str, Any]) -> int:
 
 
 def _access_token(request: web.Request, user_id: str, scopes: list[str], minutes: int) -> dict:
-    token, expires_on = request.app[TOKENS].mint(user_id, scopes, minutes)
+    """Mint a token, stamped no earlier than the identity's last revocation (revocation.py)."""
+    now = max(time.time(), request.app[REVOCATIONS].not_before(user_id))
+    token, expires_on = request.app[TOKENS].mint(user_id, scopes, minutes, now=now)
     return {"token": token, "expiresOn": format_expires_on(expires_on)}
 
 
@@ -136,6 +168,7 @@ async def create_identity(request: web.Request) -> web.StreamResponse:
     scopes = _scopes(body.get("createTokenWithScopes", []), "createTokenWithScopes")
     minutes = _minutes(body)
     identity_id = new_identity_id(request.app[CONFIG].access_key)
+    await queries.create_identity(request.app[STORE], identity_id, time.time())
     result: dict[str, Any] = {"identity": {"id": identity_id}}
     if scopes:
         result["accessToken"] = _access_token(request, identity_id, scopes, minutes)
@@ -146,9 +179,7 @@ async def create_identity(request: web.Request) -> web.StreamResponse:
 @_signed
 async def issue_access_token(request: web.Request) -> web.StreamResponse:
     """Issue a user access token to an existing identity of this installation."""
-    identity_id = request.match_info["id"]
-    if not is_own_identity_id(identity_id, request.app[CONFIG].access_key):
-        raise ApiError(404, "IdentityNotFound", "no such identity on this resource")
+    identity_id = await _existing_identity(request)
     body = await errors.read_json_object(request)
     if "scopes" not in body:
         raise ApiError(400, "ValidationError", "scopes is required")
@@ -157,3 +188,23 @@ async def issue_access_token(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "ValidationError", "scopes must name at least one scope")
     minutes = _minutes(body)
     return web.json_response(_access_token(request, identity_id, scopes, minutes))
+
+
+@routes.post(r"/identities/{id}/:revokeAccessTokens")
+@_signed
+async def revoke_access_tokens(request: web.Request) -> web.StreamResponse:
+    """Refuse every token of the identity issued until now; its live sessions are evicted."""
+    identity_id = await _existing_identity(request)
+    if not await request.app[REVOCATIONS].revoke(identity_id):
+        raise ApiError(404, "IdentityNotFound", "no such identity on this resource")
+    return web.Response(status=204)
+
+
+@routes.delete(r"/identities/{id}")
+@_signed
+async def delete_identity(request: web.Request) -> web.StreamResponse:
+    """Delete the identity: its tokens are refused from now on, its live sessions evicted."""
+    identity_id = await _existing_identity(request)
+    if not await request.app[REVOCATIONS].revoke(identity_id, delete=True):
+        raise ApiError(404, "IdentityNotFound", "no such identity on this resource")
+    return web.Response(status=204)

@@ -24,9 +24,12 @@ from datetime import UTC, datetime
 
 import jwt
 
-# Scopes a token may carry now. Finer ones ("chat.join", "voip.join"…) can join later: a
-# verifier only checks that the scope it requires is present, whatever else the token holds.
-SCOPES = frozenset({"voip", "chat"})
+# The scopes of ACS user access tokens. "voip" and "voip.join" both let the bearer join calls
+# ("voip.join" is ACS's narrower scope for rooms; here it joins any call too); "chat",
+# "chat.join" and "chat.join.limited" are for the chat service. A verifier only checks that a
+# scope it accepts is present, whatever else the token holds.
+SCOPES = frozenset({"chat", "chat.join", "chat.join.limited", "voip", "voip.join"})
+CALL_SCOPES = ("voip", "voip.join")
 
 ALGORITHM = "HS256"  # the only algorithm accepted; "none" and all others are refused
 MIN_EXPIRES_IN_MINUTES = 1  # mint's bounds; the REST API narrows them to 60..1440 as ACS does
@@ -127,11 +130,14 @@ class TokenService:
             "exp": expires_at,
             "jti": uuid.uuid4().hex,
         }
-        token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        token = self._jws.encode(_plain_payload(claims), self._key, algorithm=ALGORITHM)
         return token, datetime.fromtimestamp(expires_at, UTC)
 
     def verify(
-        self, token: str, required_scope: str | None = None, now: float | None = None
+        self,
+        token: str,
+        required_scope: str | tuple[str, ...] | None = None,
+        now: float | None = None,
     ) -> UserToken:
         """Check ``token`` and return what it says.
 
@@ -139,12 +145,14 @@ class TokenService:
         ``none``, is refused), that the payload is a JSON object with ``sub`` (non-empty string),
         ``scp`` (list of strings), ``iat`` and ``exp`` (integers, ``iat < exp``, lifetime at
         most 1440 minutes) and ``jti`` (non-empty string), then expiry against ``now`` (unix
-        seconds, default the clock), then ``required_scope``.
+        seconds, default the clock), then ``required_scope`` (a scope, or a tuple of scopes
+        any one of which will do, as ``CALL_SCOPES``).
 
         Raises TokenError ``invalid_token``, ``token_expired`` or ``missing_scope``; ValueError
         if ``required_scope`` is not a known scope (a bug in the caller).
         """
-        if required_scope is not None and required_scope not in SCOPES:
+        accepted = (required_scope,) if isinstance(required_scope, str) else required_scope
+        if accepted is not None and (not accepted or not set(accepted) <= SCOPES):
             raise ValueError(f"unknown scope {required_scope!r}")
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenError("invalid_token", "token is missing, not a string or too long")
@@ -160,9 +168,29 @@ class TokenService:
         current = time.time() if now is None else now
         if current >= claims.expires_at + EXPIRY_LEEWAY_S:
             raise TokenError("token_expired", "token has expired")
-        if required_scope is not None and required_scope not in claims.scopes:
-            raise TokenError("missing_scope", f"token lacks the {required_scope!r} scope")
+        if accepted is not None and not set(accepted) & set(claims.scopes):
+            names = " or ".join(repr(s) for s in accepted)
+            raise TokenError("missing_scope", f"token lacks the {names} scope")
         return claims
+
+
+# Characters whose place in an ASCII payload can give a 6-bit group of 62 or 63, which
+# base64url writes as "-" or "_": only a byte's low six bits can reach them, in >, ?, ~, DEL.
+_PLAIN_ESCAPES = {">": "\\u003e", "?": "\\u003f", "~": "\\u007e", "\x7f": "\\u007f"}
+
+
+def _plain_payload(claims: dict[str, object]) -> bytes:
+    """Serialise ``claims`` so that the token's payload segment holds no ``-`` and no ``_``.
+
+    The ACS SDKs decode the payload with *standard* base64 (which drops those characters and
+    so reads garbage). Base64 of ASCII text holds them only where a byte is ``>``, ``?``,
+    ``~`` or DEL; JSON (ASCII-only, compact) can carry those only inside strings, where a
+    ``\\uXXXX`` escape means the same thing, so they are escaped.
+    """
+    text = json.dumps(claims, separators=(",", ":"), ensure_ascii=True)
+    for char, escape in _PLAIN_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text.encode("ascii")
 
 
 def _parse_claims(payload: bytes) -> UserToken:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import socket
+import ssl
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import aioice
 import aioice.ice
+import aioice.turn
 import aiortc
 import av
 import pytest
@@ -142,6 +145,106 @@ def test_aioice_host_address_hook() -> None:
     assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
     assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
     aiortc_glue.use_host_addresses(["127.0.0.1"])
+
+
+def _free_udp_ports(count: int) -> int:
+    """The first of ``count`` consecutive UDP ports free on 127.0.0.1 right now."""
+    for base in range(42000, 60000, count):
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free UDP port range")
+
+
+async def _gathered_host_ports() -> list[int]:
+    connection = aioice.Connection(ice_controlling=True)
+    try:
+        await connection.gather_candidates()
+        return [c.port for c in connection.local_candidates if c.type == "host"]
+    finally:
+        await connection.close()
+
+
+async def test_aioice_udp_port_range_hook() -> None:
+    # aioice binds each host candidate with the loop it looks up through its `asyncio`, port 0
+    source = inspect.getsource(aioice.ice.Connection.get_component_candidates)
+    assert "loop = asyncio.get_running_loop()" in source
+    assert "loop.create_datagram_endpoint(" in source and "local_addr=(address, 0)" in source
+    assert aiortc_glue._original_asyncio is asyncio
+    aiortc_glue.use_host_addresses(["127.0.0.1"])
+    base = _free_udp_ports(4)
+    aiortc_glue.use_udp_port_range((base, base + 3))
+    try:
+        ports = await _gathered_host_ports() + await _gathered_host_ports()
+        assert len(ports) == 2 and all(base <= p <= base + 3 for p in ports), ports
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", base))
+            aiortc_glue.use_udp_port_range((base, base))
+            assert await _gathered_host_ports() == []  # range exhausted: aioice logs, skips
+    finally:
+        aiortc_glue.use_udp_port_range(None)
+    assert await _gathered_host_ports() != []
+
+
+def test_aioice_turn_endpoint_hook() -> None:
+    # aioice looks create_turn_endpoint up in aioice.turn at each allocation, passing ssl=bool
+    source = inspect.getsource(aioice.ice.relayed_candidate)
+    assert "turn.create_turn_endpoint(" in source and "ssl=turn_ssl," in source
+    original = aiortc_glue._original_create_turn_endpoint
+    assert original.__module__ == "aioice.turn"
+    assert {"server_addr", "ssl", "transport"} <= set(inspect.signature(original).parameters)
+    assert "ssl=ssl" in inspect.getsource(original)
+    assert aioice.turn.create_turn_endpoint is aiortc_glue._create_turn_endpoint
+
+
+async def test_turn_hook_records_errors_and_swaps_the_tls_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as s:  # a TCP port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    aiortc_glue.last_turn_error(clear=True)
+    connection = aioice.Connection(
+        ice_controlling=True,
+        turn_server=("127.0.0.1", port),
+        turn_username="u",
+        turn_password="secret-password",
+        turn_transport="tcp",
+    )
+    await connection.gather_candidates()
+    await connection.close()
+    error = aiortc_glue.last_turn_error(clear=True)
+    assert error is not None and error.startswith(f"127.0.0.1:{port}: ")
+    assert "secret-password" not in error
+    assert aiortc_glue.last_turn_error() is None
+
+    seen: dict[str, Any] = {}
+
+    async def capture(protocol_factory: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise ConnectionRefusedError("captured")
+
+    monkeypatch.setattr(aiortc_glue, "_original_create_turn_endpoint", capture)
+    context = ssl.create_default_context()
+    aiortc_glue.use_turn_tls_context(context)
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await aioice.turn.create_turn_endpoint(object, server_addr=("h", 1), ssl=True)
+        assert seen["ssl"] is context
+        with pytest.raises(ConnectionRefusedError):
+            await aioice.turn.create_turn_endpoint(object, server_addr=("h", 1), ssl=False)
+        assert seen["ssl"] is False
+    finally:
+        aiortc_glue.use_turn_tls_context(None)
 
 
 # --- the hooks between two real peer connections over loopback ------------------------------
