@@ -12,6 +12,8 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	scripts/ensure-chromium
 	scripts/ensure-coturn
+	scripts/ensure-espeak-ng
+	scripts/ensure-postgresql
 	scripts/in-netns $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

@@ -2,6 +2,8 @@
 // The protocol itself lives in switchboard-client.js.
 
 import { SwitchboardClient, fetchDemoToken } from "/static/switchboard-client.js";
+import { setupDataControls } from "/static/reactions.js";
+import { setupChat } from "/static/chat.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -39,6 +41,10 @@ const state = {
   },
 };
 window.switchboard = state;
+// The room's chat thread: history, typing and read state (chat.js).
+const chat = setupChat({ root: $("#chat"), state });
+// Reactions and raise-hand over the in-call data channel (reactions.js).
+const wireDataControls = setupDataControls({ getClient: () => client, tileOf: (id) => tiles.get(id), state });
 
 // ---- status line -------------------------------------------------------------------------
 
@@ -174,6 +180,12 @@ function onServerEvent(message) {
       }
       break;
     }
+    case "speakers_changed": // RFC 6464 levels, ranked by the SFU (docs/protocol.md)
+      for (const [id, tile] of tiles) {
+        tile.classList.toggle("speaking", id === message.dominant);
+        tile.dataset.speaking = String(message.speakers.includes(id));
+      }
+      break;
     case "disconnect":
       serverDisconnect = message;
       setStatus(`Disconnected by the server: ${message.reason} (${message.code})`, { error: true });
@@ -186,7 +198,9 @@ function onServerEvent(message) {
 // ---- joining and leaving -----------------------------------------------------------------
 
 function wireClient(c) {
+  wireDataControls(c);
   c.addEventListener("message", (event) => onServerEvent(event.detail));
+  c.addEventListener("message", (event) => chat.onServerEvent(event.detail));
   c.addEventListener("track", (event) => {
     const { participantId, trackId, kind, mid, track } = event.detail;
     if (departed.has(participantId)) return;
@@ -241,7 +255,7 @@ async function join(name, room) {
   serverDisconnect = null;
   try {
     setStatus("Getting a token…");
-    const { token } = await fetchDemoToken(name, room);
+    const { token, user_id: userId, chat_thread_id: threadId } = await fetchDemoToken(name, room);
     // ?relay=1: media only through the server's TURN relays (iceTransportPolicy "relay").
     const relay = new URLSearchParams(window.location.search).get("relay") === "1";
     client = new SwitchboardClient({ iceTransportPolicy: relay ? "relay" : "all" });
@@ -260,6 +274,7 @@ async function join(name, room) {
     ensureTile(state.participantId, `${result.participant.name} (you)`, { local: true });
     for (const participant of result.participants) addParticipant(participant);
     for (const track of result.tracks) addTrack(track);
+    if (threadId) chat.start({ token, userId, threadId, name });
     setStatus(`Joined ${result.room}. Opening camera and microphone…`);
   } catch (error) {
     setStatus(`Could not join: ${error.message}`, { error: true });
@@ -286,6 +301,7 @@ async function join(name, room) {
 function resetCall() {
   if (localStream) for (const track of localStream.getTracks()) track.stop();
   localStream = null;
+  chat.stop();
   for (const participantId of [...tiles.keys()]) removeTile(participantId);
   for (const key of Object.keys(state.remote)) delete state.remote[key];
   departed.clear();

@@ -8,7 +8,11 @@
 //   "trackremoved"      a remote track is gone          {mid, trackId, participantId, kind}
 //   "connectionstate"   {target: "publish"|"subscribe", state}
 //   "protocolerror"     an error without a request id, or a failure handling a server event
+//   "data"              in-call data {senderId, payload (string or Uint8Array), reliable}
+//   "datadropped"       the server dropped data of ours {reason, messages, bytes, detail}
 //   "close"             the socket closed {code, reason, wasClean}
+
+import { InCallData } from "/static/in-call-data.js";
 
 const REQUEST_TIMEOUT_MS = 15000;
 const ICE_GATHERING_TIMEOUT_MS = 2000;
@@ -99,6 +103,9 @@ export class SwitchboardClient extends EventTarget {
       subscribe: { on: false, sent: false, queue: [] },
     };
     this._closed = false;
+    // In-call data (in-call-data.js): sendData(), onData(senderId, payload, reliable), "data".
+    this.data = new InCallData(this);
+    this.onData = null;
   }
 
   // ---- the socket ----------------------------------------------------------------------
@@ -286,11 +293,13 @@ export class SwitchboardClient extends EventTarget {
    * each). Resolves with the server's track list [{track_id, mid, kind, muted}].
    */
   async publish(stream) {
-    const pc = this._newPeerConnection("publish");
+    // A data-only publish connection (sendData before publish) is renegotiated, not replaced.
+    const pc = this.pcs.publish || this._newPeerConnection("publish");
     this.pcs.publish = pc;
     for (const track of stream.getTracks()) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
+    this.data.attachPublish(pc); // after the transceivers: m=application comes last
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     const result = await this._sendDescription("publish", pc, "publish_offer", {});
@@ -306,6 +315,14 @@ export class SwitchboardClient extends EventTarget {
       };
     }
     return result.tracks;
+  }
+
+  /**
+   * Send in-call data (a string, or binary as an ArrayBuffer or typed array, up to 255 KiB)
+   * to everyone else, or to the participant ids `to`, on the reliable or the lossy channel.
+   */
+  sendData(payload, { reliable = true, to = null } = {}) {
+    return this.data.send(payload, { reliable, to });
   }
 
   /** The server track id of our published track of `kind`, or null. */

@@ -158,13 +158,21 @@ async def run_async(args: argparse.Namespace) -> int:
     try:
         published = await room.publish(tracks, args.video_codec)
         await room.wait_connected(args.ice_timeout)
+    except SignallingError as exc:
+        if exc.code != "publish_not_allowed":
+            raise
+        published = []  # a Consumer of a rooms-API room: it may only receive
+        for track in tracks:
+            track.stop()
+        print("joined as a Consumer: receiving only", flush=True)
     except IceError as exc:
         print(f"switchboard join: {exc}", file=sys.stderr)
         await room.leave()
         for track in tracks:
             track.stop()
         return 1
-    print("publishing " + ", ".join(t["kind"] for t in published), flush=True)
+    if published:
+        print("publishing " + ", ".join(t["kind"] for t in published), flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

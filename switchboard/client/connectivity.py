@@ -203,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
     aiortc_glue.use_host_addresses(args.ice_address or ())
     if args.turn_ca:
         aiortc_glue.use_turn_tls_context(ssl.create_default_context(cafile=args.turn_ca))
-    results = asyncio.run(check(args.url, token, args.timeout))
+    server_ssl: Any = True  # the system's CAs, or $SSL_CERT_FILE
+    if getattr(args, "ca_file", None):
+        server_ssl = ssl.create_default_context(cafile=args.ca_file)
+    results = asyncio.run(check(args.url, token, args.timeout, ssl_context=server_ssl))
     if args.json:
         print(json.dumps({"checks": [asdict(r) for r in results]}))
     else:

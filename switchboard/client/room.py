@@ -36,6 +36,7 @@ from aiortc import (
 from aiortc.rtp import RtpPacket
 
 from ..sfu import aiortc_glue
+from .data import DataChannels
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Room:
     Callbacks (plain functions, set as attributes): ``on_track(RemoteTrack)``,
     ``on_track_ended(RemoteTrack)``, ``on_participant_joined(dict)``,
     ``on_participant_left(participant, reason)``, ``on_track_muted(RemoteTrack)``,
+    ``on_speakers_changed(speakers, dominant)`` (participant ids),
     ``on_disconnected(code, reason)``. ``ended`` is set once the socket is gone (by ``leave``,
     ``close`` or the server); ``disconnect`` then holds the server's (code, reason), if it
     gave one.
@@ -88,6 +90,9 @@ class Room:
         self._ws, self._session = ws, session
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.last_seq = 0  # of the last event received (docs/protocol.md, ``resume``)
+        self.session_id = ""  # from the join reply, for ``resume``
+        self._resume_with: tuple[str, str, Any] = ("", "", True)  # socket URL, token, ssl
         self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._answerer: asyncio.Task[None] | None = None
@@ -104,6 +109,7 @@ class Room:
         self.ended = asyncio.Event()
         self.disconnect: tuple[int, str] | None = None
         self._joined = asyncio.Event()
+        self._data_lock = asyncio.Lock()
         self._track_map: dict[str, dict[str, Any]] = {}  # subscribe MID -> track info
         self._muted: dict[str, bool] = {}
         self.on_track: Callable[[RemoteTrack], None] = lambda t: None
@@ -112,6 +118,9 @@ class Room:
         self.on_participant_joined: Callable[[dict[str, Any]], None] = lambda p: None
         self.on_participant_left: Callable[[dict[str, Any], str], None] = lambda p, why: None
         self.on_disconnected: Callable[[int, str], None] = lambda code, reason: None
+        self.on_speakers_changed: Callable[[list[str], str | None], None] = lambda s, d: None
+        # In-call data (client/data.py): set ``room.data.on_data``, call ``room.send_data``.
+        self.data = DataChannels(self._publish_data_only)
 
     @classmethod
     async def connect(
@@ -155,6 +164,8 @@ class Room:
             raise
         self.participant_id = joined["participant"]["id"]
         self.room = joined["room"]
+        self.session_id = joined["session_id"]
+        self._resume_with = (ws_url, token, ssl)
         self.participants = {p["id"]: p for p in joined["participants"]}
         self._muted = {t["track_id"]: t["muted"] for t in joined["tracks"]}
         servers = [RTCIceServer(**s) for s in joined.get("ice_servers", [])]
@@ -166,6 +177,26 @@ class Room:
         self._joined.set()
         self._pinger = asyncio.ensure_future(self._ping())
         return self
+
+    async def resume(self) -> None:
+        """Open a new socket after the old one dropped (within 30 s) and take this
+        participant back: peer connections untouched, the events missed in between delivered
+        to the callbacks in order. Raises SignallingError ``cannot_resume`` when too late."""
+        ws_url, token, ssl = self._resume_with
+        await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pinger is not None:
+            self._pinger.cancel()
+        self._ws = await self._session.ws_connect(ws_url + "/v1/rtc", ssl=ssl, max_msg_size=0)
+        self.ended.clear()
+        self._reader = asyncio.ensure_future(self._read())
+        await self.request("authenticate", token=token)
+        resumed = await self.request("resume", session_id=self.session_id, last_seq=self.last_seq)
+        for message in resumed["missed"]:
+            self._dispatch(message)
+        self._pinger = asyncio.ensure_future(self._ping())
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return its result; raises SignallingError on an error reply,
@@ -198,6 +229,8 @@ class Room:
                 transceiver.setCodecPreferences(
                     preferred + [c for c in codecs if c.mimeType.lower() == "video/rtx"]
                 )
+        # After the transceivers: aiortc drops a bundle whose SCTP transport predates them.
+        self.data.open_publish(self.publish_pc)
         offer = await self.publish_pc.createOffer()
         await self.publish_pc.setLocalDescription(offer)
         if (
@@ -249,6 +282,37 @@ class Room:
         """Tell the others that a published track is muted (send silence/black yourself)."""
         await self.request("mute", track_id=track_id, muted=muted)
 
+    @property
+    def on_data(self) -> Callable[[str, bytes | str, bool], None]:
+        """``on_data(sender_id, payload, reliable)``: an in-call data message (``payload``
+        is ``str`` for text, ``bytes`` for binary; ``sender_id`` as stamped by the SFU)."""
+        return self.data.on_data
+
+    @on_data.setter
+    def on_data(self, callback: Callable[[str, bytes | str, bool], None]) -> None:
+        self.data.on_data = callback
+
+    async def send_data(
+        self, payload: bytes | str, reliable: bool = True, to: Sequence[str] | None = None
+    ) -> None:
+        """Send in-call data to everyone else in the room, or to the participant ids ``to``,
+        on the reliable (ordered) or lossy (unordered, no retransmission) channel.
+
+        Payloads up to 255 KiB (``DataTooLarge`` above); the server reports what it drops
+        (rate limit, unknown target) through ``data.on_dropped``. docs/protocol.md "In-call
+        data"."""
+        await self.data.send(payload, reliable, to)
+
+    async def open_data(self) -> None:
+        """Open the in-call data channels without sending (to receive: messages for this
+        participant wait at the SFU until they are open). ``publish`` opens them too."""
+        await self.data.open()
+
+    async def _publish_data_only(self) -> None:
+        async with self._data_lock:
+            if self.publish_pc is None:
+                await self.publish([])
+
     async def leave(self) -> None:
         """Leave the room and close everything."""
         if not self._ws.closed:
@@ -293,6 +357,8 @@ class Room:
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
+        if isinstance(seq := msg.get("seq"), int):
+            self.last_seq = seq
         if kind in ("reply", "error"):
             future = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
             if future is None or future.done():
@@ -324,6 +390,10 @@ class Room:
                 self.on_track_muted(remote)
         elif kind == "track_published":
             self._muted[msg["track"]["track_id"]] = msg["track"]["muted"]
+        elif kind == "data_dropped":
+            self.data.on_dropped_event(msg)
+        elif kind == "speakers_changed":
+            self.on_speakers_changed(msg["speakers"], msg["dominant"])
         elif kind == "disconnect":
             self.disconnect = (msg["code"], msg["reason"])
 

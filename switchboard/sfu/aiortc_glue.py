@@ -1,7 +1,7 @@
 """The only module that touches aiortc's and aioice's internals.
 
 aiortc does ICE, DTLS, SRTP and SDP; Switchboard routes RTP above them. aiortc's public API
-decodes what it receives and encodes what it sends, so forwarding needs five hooks, all here:
+decodes what it receives and encodes what it sends, so forwarding needs these hooks, all here:
 
 * ``use_host_addresses``: which local addresses aioice gathers host candidates on (aioice
   skips loopback and offers no option).
@@ -14,6 +14,10 @@ decodes what it receives and encodes what it sends, so forwarding needs five hoo
   MID and header-extension ids, SRTP), so that aiortc's own NACK/RTX answers (RFC 4588) and
   Sender Reports (RFC 3550 §6.4.1) cover what we forwarded; intercept its PLI/FIR.
 * ``tap_sent_rtp``: see RTP a DTLS transport sends before SRTP (tests compare payloads).
+* ``tap_rtcp``: see the RTCP a ``RTCRtpReceiver`` gets (the publisher's Sender Reports).
+* ``send_nack`` and ``disable_nack_generator``: the SFU's own Generic NACKs (RFC 4585
+  §6.2.1) to a publisher replace aiortc's, which NACK each gap once and never again.
+* ``drop_received_rtp`` and ``drop_sent_rtp``: fault injection for tests (packet loss).
 * ``send_pli``: ask a publisher for a key frame (RFC 4585 §6.3.1) on its receiver's RTCP SSRC.
 * ``negotiated_codecs``: what a transceiver negotiated (aiortc keeps it private).
 * ``spread_bundle_candidates``: aiortc reads a bundle's remote candidates from its last
@@ -43,6 +47,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTP_HISTORY_SIZE,
     RtcpPsfbPacket,
+    RtcpRtpfbPacket,
     RtpPacket,
 )
 
@@ -209,6 +214,60 @@ async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     await receiver._send_rtcp_pli(media_ssrc)
 
 
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Send one Generic NACK (RFC 4585 §6.2.1) for the 16-bit sequence numbers ``lost`` of
+    ``media_ssrc`` to the publisher, from the receiver's RTCP SSRC."""
+    if lost:
+        await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+def disable_nack_generator(receiver: RTCRtpReceiver) -> None:
+    """Stop aiortc's NACK generation on ``receiver``; the caller NACKs instead."""
+    receiver._RTCRtpReceiver__nack_generator = None  # type: ignore[attr-defined]
+
+
+def tap_rtcp(receiver: RTCRtpReceiver, on_rtcp: Callable[[Any], None]) -> None:
+    """Call ``on_rtcp`` with each RTCP packet (an aiortc ``Rtcp*Packet``) routed to
+    ``receiver`` (Sender Reports and BYE of its source), before aiortc handles it."""
+    handle = receiver._handle_rtcp_packet
+
+    async def handle_rtcp(packet: Any) -> None:
+        try:
+            on_rtcp(packet)
+        except Exception:
+            log.exception("RTCP tap failed")
+        await handle(packet)
+
+    receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def drop_received_rtp(receiver: RTCRtpReceiver, drop: Callable[[RtpPacket], bool]) -> None:
+    """Fault injection: RTP packets (after SRTP, RTX still wrapped) for which ``drop(packet)``
+    is true never reach ``receiver``, as if the network had lost them."""
+    handle = receiver._handle_rtp_packet
+
+    async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not drop(packet):
+            await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
+
+
+def drop_sent_rtp(sender: RTCRtpSender, drop: Callable[[RtpPacket], bool]) -> None:
+    """Fault injection: RTP packets (before SRTP) the sender's DTLS transport would send and
+    for which ``drop(packet)`` is true are not sent. One per transport, as ``tap_sent_rtp``."""
+    transport = sender.transport
+    send = transport._send_rtp
+
+    async def send_rtp(data: bytes) -> None:
+        if 192 <= data[1] <= 223 or not drop(
+            RtpPacket.parse(data, transport._rtp_header_extensions_map)
+        ):
+            await send(data)
+
+    transport._send_rtp = send_rtp  # type: ignore[method-assign]
+
+
 def tap_sent_rtp(sender: RTCRtpSender, on_rtp: Callable[[RtpPacket], None]) -> None:
     """Call ``on_rtp`` with each RTP (not RTCP) packet the sender's DTLS transport sends, before
     SRTP. One tap per transport: the transport is shared by every sender of a bundle."""
@@ -256,11 +315,24 @@ class ForwardingSender:
     ``track_id`` become the ``msid`` (RFC 8830). Once negotiation completes, ``payload_type``
     is the negotiated payload type of the first codec and ``ssrc`` the SSRC announced in the
     SDP; ``on_started`` runs then. ``on_key_frame_request`` runs for each PLI or FIR
-    (RFC 4585 §6.3.1, RFC 5104 §4.3.1) the subscriber sends; every other RTCP packet (RR, NACK,
-    REMB) goes to aiortc, which answers NACKs from the history kept here, as RTX when negotiated.
+    (RFC 4585 §6.3.1, RFC 5104 §4.3.1) the subscriber sends; ``on_nack``, when given, with the
+    16-bit sequence numbers of each Generic NACK (RFC 4585 §6.2.1), answered with ``resend``.
+    Every other RTCP packet (RR, REMB) goes to aiortc (RTT, statistics); without ``on_nack``
+    aiortc answers NACKs from the last 128 packets sent. ``sr_mapping``, when set, is the
+    (64-bit NTP, 32-bit RTP timestamp) pair our Sender Reports carry (RFC 3550 §6.4.1);
+    unset, the send time of the last packet and its timestamp.
     """
 
-    __slots__ = ("_sender", "_transport", "_ext_map", "_mid", "payload_type", "ssrc", "started")
+    __slots__ = (
+        "_sender",
+        "_transport",
+        "_ext_map",
+        "_mid",
+        "payload_type",
+        "ssrc",
+        "started",
+        "sr_mapping",
+    )
 
     def __init__(
         self,
@@ -268,8 +340,10 @@ class ForwardingSender:
         stream_id: str,
         on_started: Callable[[], None],
         on_key_frame_request: Callable[[], None],
+        on_nack: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._sender = sender
+        self.sr_mapping: tuple[int, int] | None = None
         self._transport = sender.transport
         self._ext_map = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
         self._mid: str | None = None
@@ -293,6 +367,8 @@ class ForwardingSender:
         async def on_rtcp(packet: Any) -> None:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 on_key_frame_request()
+            elif on_nack is not None and isinstance(packet, RtcpRtpfbPacket) and packet.fmt == 1:
+                on_nack(list(packet.lost))  # Generic NACK: RTPFB FMT 1 (RFC 4585 §6.2.1)
             else:
                 await handle_rtcp(packet)
 
@@ -304,6 +380,30 @@ class ForwardingSender:
         32-bit RTP ``ts``; header extensions are rewritten to the subscriber's ids (RFC 8285):
         MID, abs-send-time and, for audio, the level (RFC 6464). Raises ConnectionError when the
         transport is not connected."""
+        out = self._rewrite(packet, seq, ts, audio_level)
+        sender = self._sender
+        sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = out  # type: ignore[attr-defined]
+        await self._transport._send_rtp(out.serialize(self._ext_map))
+        # What aiortc's Sender Reports (RFC 3550 §6.4.1) and getStats() read.
+        if self.sr_mapping is None:
+            ntp, rtp_ts = clock.current_ntp_time(), ts
+        else:
+            ntp, rtp_ts = self.sr_mapping
+        sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = rtp_ts  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+
+    async def resend(self, packet: RtpPacket, seq: int, ts: int, audio_level: Any = None) -> None:
+        """Retransmit ``packet`` as ``seq``/``ts`` (as ``send`` rewrites it): as RTX on the
+        negotiated RTX payload type and SSRC (RFC 4588 §4), else as the original packet."""
+        sender = self._sender
+        sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = self._rewrite(  # type: ignore[attr-defined]
+            packet, seq, ts, audio_level
+        )
+        await sender._retransmit(seq)
+
+    def _rewrite(self, packet: RtpPacket, seq: int, ts: int, audio_level: Any) -> RtpPacket:
         out = RtpPacket(
             payload_type=self.payload_type,
             marker=packet.marker,
@@ -316,14 +416,7 @@ class ForwardingSender:
         ext.mid = self._mid
         ext.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
         ext.audio_level = audio_level
-        sender = self._sender
-        sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = out  # type: ignore[attr-defined]
-        await self._transport._send_rtp(out.serialize(self._ext_map))
-        # What aiortc's Sender Reports (RFC 3550 §6.4.1) and getStats() read.
-        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = ts  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        return out
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .data.config import DataConfig
 
 
 @dataclass(frozen=True)
@@ -26,3 +28,4 @@ class MediaConfig:
     ice_announced_address: str | None = None
     ice_port_range: tuple[int, int] | None = None
     ice_stun_urls: tuple[str, ...] = ()
+    data: DataConfig = field(default_factory=DataConfig)  # in-call data limits (data/config.py)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from aiortc.rtp import RtpPacket
 
 from .aiortc_glue import ForwardingSender
 from .producer import Producer
-from .rtp.seq import SeqRewriter
+from .rtp.seq import SEQ_MOD, SeqRewriter
+from .streams.send import SentSeqMap
+
+NACK_SEARCH_BACK = 32  # sent numbers searched below a NACKed one never sent (a gap upstream)
 
 
 class Consumer:
@@ -20,6 +24,16 @@ class Consumer:
     A video Consumer forwards nothing until a key frame: it asks its Producer for one when it
     starts and keeps asking (paced by the Producer) until one arrives, so that the subscriber
     never gets frames it cannot decode. Padding-only packets are withheld.
+
+    Loss recovery: the subscriber's Generic NACKs (RFC 4585 §6.2.1) are answered from the
+    Producer's cache, as RTX where negotiated (RFC 4588 §4), through ``SentSeqMap`` (sent
+    number → Producer number; a number never sent, because the SFU itself lacks the packet,
+    is placed from the nearest sent one below it). Numbers no cache can serve go to the
+    Producer, which NACKs the publisher. When the Producer gives a packet up
+    (``on_producer_loss``) a video Consumer has lost its reference: it forwards nothing more
+    until the next key frame, which it asks for. Sender Reports (RFC 3550 §6.4.1) carry the
+    publisher's NTP/RTP mapping (the timestamp is not rewritten), so audio and video of one
+    publisher stay lip-synced at the subscriber.
     """
 
     __slots__ = (
@@ -33,6 +47,9 @@ class Consumer:
         "_seq",
         "_needs_key_frame",
         "_on_closed",
+        "_sent",
+        "packets_resent",
+        "key_frame_waits",
     )
 
     def __init__(
@@ -52,6 +69,9 @@ class Consumer:
         self._seq = SeqRewriter()
         self._needs_key_frame = producer.kind == "video"
         self._on_closed: list[Callable[[Consumer], None]] = []
+        self._sent = SentSeqMap()
+        self.packets_resent = 0
+        self.key_frame_waits = 0  # times the reference was lost and a key frame awaited
 
     def on_started(self) -> None:
         """The subscriber's connection negotiated this stream: get a key frame coming."""
@@ -62,6 +82,48 @@ class Consumer:
         """The subscriber sent PLI or FIR."""
         self.producer.request_key_frame()
 
+    def on_producer_loss(self) -> None:
+        """The Producer gave a packet up: wait for (and ask for) the next key frame."""
+        if self.producer.kind == "video" and not self._needs_key_frame and not self.closed:
+            self._needs_key_frame = True
+            self.key_frame_waits += 1
+            self.producer.request_key_frame()
+
+    def on_nack(self, lost: list[int]) -> None:
+        """The subscriber NACKed the 16-bit sequence numbers ``lost`` (RFC 4585 §6.2.1)."""
+        cache = self.producer.cache
+        if self.closed or cache is None:
+            return
+        upstream: list[int] = []
+        for seq in lost:
+            ext_in = self._producer_seq(seq)
+            if ext_in is None:
+                continue
+            packet = cache.get(ext_in)
+            if packet is None:
+                upstream.append(ext_in)
+                continue
+            self._sent.add(seq, ext_in)
+            self.packets_resent += 1
+            asyncio.ensure_future(self._resend(packet, seq))
+        self.producer.request_retransmission(upstream)
+
+    def _producer_seq(self, seq: int) -> int | None:
+        ext_in = self._sent.get(seq)
+        if ext_in is not None:
+            return ext_in
+        for back in range(1, NACK_SEARCH_BACK + 1):
+            below = self._sent.get((seq - back) % SEQ_MOD)
+            if below is not None:
+                return below + back
+        return None
+
+    async def _resend(self, packet: RtpPacket, seq: int) -> None:
+        try:
+            await self._sender.resend(packet, seq, packet.timestamp)
+        except ConnectionError:
+            self.send_errors += 1
+
     async def send_rtp(self, packet: RtpPacket, ext_seq: int, key_frame: bool) -> None:
         """Forward one packet of the Producer (``ext_seq``: its extended sequence number)."""
         if self.closed or not self._sender.started:
@@ -71,12 +133,15 @@ class Consumer:
                 self.producer.request_key_frame()
                 return
             self._needs_key_frame = False
+            self._seq.sync(ext_seq)  # the key frame follows the last packet sent, no gap
         if not packet.payload:
             self._seq.drop(ext_seq)
             return
         seq = self._seq.rewrite(ext_seq)
         if seq is None:
             return
+        self._sent.add(seq, ext_seq)
+        self._sender.sr_mapping = self.producer.sr_mapping
         try:
             await self._sender.send(packet, seq, packet.timestamp, packet.extensions.audio_level)
         except ConnectionError:

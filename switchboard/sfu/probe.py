@@ -5,8 +5,9 @@ The client offers one data channel (SCTP over DTLS, RFC 8831) and forces one ICE
 UDP, or relay only through one TURN URL); the server answers with candidates gathered exactly as
 for call transports (same addresses, port range, announced address), so a working probe means
 media can flow on that path. Every message received is sent back unchanged; the client measures
-the round trip. A probe lives ``PROBE_LIFETIME_S`` at most, and at most ``MAX_PROBES`` run at
-once, so the route cannot be used to pin server resources.
+the round trip. A probe lives ``PROBE_LIFETIME_S`` at most; at most ``MAX_PROBES_PER_USER`` run
+at once for one identity and ``MAX_PROBES`` in all (``ProbeSlots``), so one user cannot pin the
+server's resources, nor take every probe from the others.
 """
 
 from __future__ import annotations
@@ -22,12 +23,41 @@ from .transport_errors import SdpError
 
 PROBE_LIFETIME_S = 30.0
 MAX_PROBES = 32
+MAX_PROBES_PER_USER = 2  # the self-test runs its paths one after the other
 
 log = logging.getLogger(__name__)
 
 
 class TooManyProbes(Exception):
-    """``MAX_PROBES`` probes are running already."""
+    """The owner's, or the server's, probes are all in use."""
+
+
+class ProbeSlots:
+    """How many probes run, per owner (an identity id) and in all; ``take`` one before a
+    probe starts, ``give_back`` it once the probe has closed."""
+
+    def __init__(self, total: int = MAX_PROBES, per_owner: int = MAX_PROBES_PER_USER) -> None:
+        self.total, self.per_owner = total, per_owner
+        self._by_owner: dict[str, int] = {}
+
+    @property
+    def running(self) -> int:
+        return sum(self._by_owner.values())
+
+    def take(self, owner: str) -> None:
+        """Count one more probe of ``owner``; raises TooManyProbes over either limit."""
+        if self._by_owner.get(owner, 0) >= self.per_owner:
+            raise TooManyProbes(f"at most {self.per_owner} connectivity probes per user at once")
+        if self.running >= self.total:
+            raise TooManyProbes(f"at most {self.total} connectivity probes at once")
+        self._by_owner[owner] = self._by_owner.get(owner, 0) + 1
+
+    def give_back(self, owner: str) -> None:
+        left = self._by_owner.get(owner, 0) - 1
+        if left > 0:
+            self._by_owner[owner] = left
+        else:
+            self._by_owner.pop(owner, None)
 
 
 class EchoPeer:
@@ -47,10 +77,14 @@ class EchoPeer:
     async def answer(self, offer: str) -> str:
         """Apply ``offer`` and return the answer with every candidate (no trickle).
         Raises SdpError ``invalid_sdp``."""
-        _, media = sdp_checks.sections(offer)
-        if len(media) != 1 or not media[0].startswith("m=application "):
-            raise SdpError("invalid_sdp", "a probe offers exactly one data channel m-section")
-        sdp_checks.check_client_description(offer, max_sections=1, require_media=False)
+        try:
+            _, media = sdp_checks.sections(offer)
+            if len(media) != 1 or not media[0].startswith("m=application "):
+                raise SdpError("invalid_sdp", "a probe offers exactly one data channel m-section")
+            sdp_checks.check_client_description(offer, max_sections=1, require_media=False)
+        except SdpError:
+            await self.close()  # a refused offer frees its slot at once
+            raise
         try:
             offer = aiortc_glue.spread_bundle_candidates(offer)
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))

@@ -7,12 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiortc import RTCRtpReceiver
-from aiortc.rtp import RtpPacket, unwrap_rtx
+from aiortc.rtp import RtcpSrPacket, RtpPacket, unwrap_rtx
 
 from . import aiortc_glue
 from .clock import monotonic_ms
 from .codecs import h264, vp8
-from .rtp.seq import SeqUnwrapper
+from .rtp.seq import SEQ_MOD, SeqUnwrapper
+from .streams.recv import RtpStreamRecv
+from .streams.rtx_buffer import RtpPacketCache
 
 KEY_FRAME_DETECTORS: dict[str, Callable[[bytes], bool]] = {
     "video/vp8": vp8.is_key_frame,
@@ -35,6 +37,7 @@ class Codec:
 
 
 ProducerRtpHandler = Callable[["Producer", RtpPacket, int, bool], Awaitable[None]]
+ProducerLossHandler = Callable[["Producer"], None]
 
 
 class Producer:
@@ -47,6 +50,13 @@ class Producer:
     and counted. Key-frame requests from Consumers are merged: at most one PLI per
     ``key_frame_interval_ms`` reaches the publisher; a request inside the interval is sent
     when it ends (RFC 4585 §3.4 leaves pacing to the implementation).
+
+    Loss recovery (video): every media packet is kept in ``cache`` (``RtpPacketCache``) for
+    Consumers to answer their subscribers' NACKs; gaps on the publish side are NACKed to the
+    publisher by ``stream`` (``RtpStreamRecv``, in place of aiortc's one-shot NACKs) and a
+    packet given up calls ``on_loss`` (the Router tells the Consumers to wait for a key frame).
+    ``sr_mapping`` is the (NTP, RTP timestamp) pair of the publisher's last Sender Report
+    (RFC 3550 §6.4.1), the clock every Consumer's own Sender Reports are derived from.
     """
 
     __slots__ = (
@@ -67,6 +77,10 @@ class Producer:
         "_kf_interval_ms",
         "_kf_last_ms",
         "_kf_timer",
+        "cache",
+        "stream",
+        "sr_mapping",
+        "_on_loss",
     )
 
     def __init__(
@@ -79,6 +93,7 @@ class Producer:
         rtx_payload_types: dict[int, int],
         on_rtp: ProducerRtpHandler,
         key_frame_interval_ms: int,
+        on_loss: ProducerLossHandler | None = None,
     ) -> None:
         self.id = producer_id
         self.kind = kind
@@ -97,7 +112,19 @@ class Producer:
         self._kf_interval_ms = key_frame_interval_ms
         self._kf_last_ms = -1e12
         self._kf_timer: asyncio.TimerHandle | None = None
+        self.cache = RtpPacketCache() if kind == "video" else None
+        self.stream = RtpStreamRecv()
+        self.sr_mapping: tuple[int, int] | None = None
+        self._on_loss = on_loss
         aiortc_glue.ReceiveTap(receiver, self._receive, decode=False)
+        aiortc_glue.tap_rtcp(receiver, self._on_rtcp)
+        if kind == "video":
+            aiortc_glue.disable_nack_generator(receiver)
+
+    def _on_rtcp(self, packet: object) -> None:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._media_ssrc:
+            info = packet.sender_info
+            self.sr_mapping = (info.ntp_timestamp, info.rtp_timestamp)
 
     async def _receive(self, packet: RtpPacket) -> None:
         if self.closed:
@@ -116,7 +143,27 @@ class Producer:
             self._media_ssrc = packet.ssrc
         ext_seq = self._unwrapper.unwrap(packet.sequence_number)
         key_frame = self._is_key_frame is not None and self._is_key_frame(packet.payload)
+        if self.cache is not None:
+            now_ms = monotonic_ms()
+            self.cache.add(ext_seq, packet, now_ms)
+            verdict = self.stream.on_packet(ext_seq, now_ms)
+            if verdict.nack:
+                self._send_nack(verdict.nack)
+            if verdict.lost and self._on_loss is not None:
+                self._on_loss(self)
         await self._on_rtp(self, packet, ext_seq, key_frame)
+
+    def request_retransmission(self, ext_seqs: list[int]) -> None:
+        """Subscribers asked for ``ext_seqs`` and the cache had none of them: NACK to the
+        publisher those still missing here (RFC 4585 §6.2.1), unless NACKed just now."""
+        if self.closed or not ext_seqs:
+            return
+        self._send_nack(self.stream.nack_now(ext_seqs, monotonic_ms()))
+
+    def _send_nack(self, ext_seqs: list[int]) -> None:
+        if ext_seqs and self._media_ssrc is not None:
+            lost = [seq % SEQ_MOD for seq in ext_seqs]
+            asyncio.ensure_future(aiortc_glue.send_nack(self._receiver, self._media_ssrc, lost))
 
     def request_key_frame(self) -> None:
         """Ask the publisher for a key frame, merged and paced as the class says."""

@@ -6,7 +6,10 @@ import logging
 
 from aiortc.rtp import RtpPacket
 
+from .clock import monotonic_ms
 from .consumer import Consumer
+from .data.data_router import DataRouter
+from .observers.active_speaker import ActiveSpeakerObserver
 from .producer import Producer
 
 log = logging.getLogger(__name__)
@@ -17,6 +20,8 @@ class Router:
 
     Transports register what they create here; ``_on_producer_rtp`` is the one fan-out loop.
     Closing a Producer closes its Consumers; closing the Router closes everything.
+    ``active_speaker`` sees the RFC 6464 level of every audio packet (set its
+    ``on_speakers_changed`` to hear who speaks).
     """
 
     def __init__(self, router_id: str, key_frame_interval_ms: int) -> None:
@@ -24,7 +29,9 @@ class Router:
         self.key_frame_interval_ms = key_frame_interval_ms
         self.producers: dict[str, Producer] = {}
         self._consumers: dict[str, list[Consumer]] = {}  # producer id -> its consumers
+        self.data = DataRouter()  # in-call data: DataProducers -> DataConsumers
         self.closed = False
+        self.active_speaker = ActiveSpeakerObserver()
 
     def add_producer(self, producer: Producer) -> None:
         self.producers[producer.id] = producer
@@ -38,12 +45,23 @@ class Router:
     async def _on_producer_rtp(
         self, producer: Producer, packet: RtpPacket, ext_seq: int, key_frame: bool
     ) -> None:
+        if (level := packet.extensions.audio_level) is not None and producer.kind == "audio":
+            self.active_speaker.on_audio_level(producer.participant_id, level[1], monotonic_ms())
         for consumer in self._consumers.get(producer.id, ()):
             try:
                 await consumer.send_rtp(packet, ext_seq, key_frame)
             except Exception:  # one broken Consumer must not starve the others
                 consumer.send_errors += 1
                 log.exception("consumer %s failed to forward", consumer.id)
+
+    def consumers_of(self, producer_id: str) -> list[Consumer]:
+        """The open Consumers of one Producer (a copy)."""
+        return list(self._consumers.get(producer_id, ()))
+
+    def _on_producer_loss(self, producer: Producer) -> None:
+        """``producer`` gave a packet up: its Consumers have lost their reference."""
+        for consumer in self._consumers.get(producer.id, ()):
+            consumer.on_producer_loss()
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         consumers = self._consumers.get(consumer.producer.id)
@@ -55,6 +73,8 @@ class Router:
         producer = self.producers.pop(producer_id, None)
         if producer is None:
             return
+        if producer.kind == "audio":
+            self.active_speaker.remove(producer.participant_id)
         producer.close()
         for consumer in self._consumers.pop(producer_id, []):
             consumer.close()
@@ -62,5 +82,6 @@ class Router:
     def close(self) -> None:
         """Close every Producer (and so every Consumer)."""
         self.closed = True
+        self.data.close()
         for producer_id in list(self.producers):
             self.close_producer(producer_id)

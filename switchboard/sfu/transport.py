@@ -21,6 +21,7 @@ from aiortc.sdp import candidate_from_sdp
 from . import aiortc_glue, ice, sdp_checks
 from .config import MediaConfig
 from .consumer import Consumer
+from .data.transport_data import TransportData
 from .producer import Codec, Producer
 from .router import Router
 from .transport_errors import SdpError
@@ -68,6 +69,12 @@ class WebRtcTransport:
         self._consumer_transceivers: dict[str, RTCRtpTransceiver] = {}
         self._pc.on("track", self._new_tracks.append)
         self._pc.on("connectionstatechange", self._on_connection_state)
+        # In-call data (data/): the client's two channels on its publish connection carry its
+        # messages in (DataProducers) and the room's out (DataConsumers).
+        self.data = TransportData(router.data, participant_id, self._config.data)
+        if direction == "publish":
+            self.data.register_consumers()
+            self._pc.on("datachannel", self.data.on_datachannel)
 
     @property
     def connection_state(self) -> str:
@@ -96,7 +103,7 @@ class WebRtcTransport:
             raise SdpError("wrong_connection", "the publish connection only receives media")
         if len(directions) > MAX_PUBLISHED_TRACKS:
             raise SdpError("invalid_sdp", f"at most {MAX_PUBLISHED_TRACKS} tracks per participant")
-        sdp_checks.check_client_description(sdp)
+        sdp_checks.check_client_description(sdp, require_media="\nm=application " not in sdp)
         async with self._lock:
             self._new_tracks.clear()
             try:
@@ -148,6 +155,7 @@ class WebRtcTransport:
             rtx,
             self.router._on_producer_rtp,
             self.router.key_frame_interval_ms,
+            self.router._on_producer_loss,
         )
         self.router.add_producer(producer)
         self.producers[producer.id] = producer
@@ -189,6 +197,7 @@ class WebRtcTransport:
             stream_id=producer.participant_id,
             on_started=lambda: holder["c"].on_started(),
             on_key_frame_request=lambda: holder["c"].on_key_frame_requested(),
+            on_nack=lambda lost: holder["c"].on_nack(lost),
         )
         consumer = holder["c"] = Consumer(consumer_id, producer, self.participant_id, sender)
         self.router.add_consumer(consumer)
@@ -229,7 +238,7 @@ class WebRtcTransport:
         self._require("subscribe")
         if any(d in ("sendonly", "sendrecv") for d in sdp_checks.media_directions(sdp)):
             raise SdpError("wrong_connection", "the subscribe connection only sends media")
-        sdp_checks.check_client_description(sdp, max_sections=None)
+        sdp_checks.check_client_description(sdp, max_sections=None, require_media=False)
         async with self._lock:
             if self._pc.signalingState != "have-local-offer":
                 raise SdpError("no_pending_offer", "no subscribe offer awaits an answer")
@@ -282,6 +291,7 @@ class WebRtcTransport:
         if self.closed:
             return
         self.closed = True
+        self.data.close()
         for producer_id in list(self.producers):
             self._close_producer(producer_id)
         for consumer in list(self.consumers.values()):

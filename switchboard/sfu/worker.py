@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from . import aiortc_glue
 from .config import MediaConfig
-from .probe import MAX_PROBES, EchoPeer, TooManyProbes
+from .probe import EchoPeer, ProbeSlots
 from .router import Router
 from .transport import WebRtcTransport
 
@@ -26,6 +26,7 @@ class Worker:
         self.config = config
         self.routers: dict[str, Router] = {}
         self._probes: set[EchoPeer] = set()
+        self.probe_slots = ProbeSlots()
         aiortc_glue.use_host_addresses(config.ice_addresses)
         aiortc_glue.use_udp_port_range(config.ice_port_range)
 
@@ -45,17 +46,18 @@ class Worker:
         or ``"subscribe"`` (the server offers). ``on_closed`` runs if ICE/DTLS fails."""
         return WebRtcTransport(router, direction, participant_id, on_closed, self.config)
 
-    async def create_echo_peer(self, offer: str) -> str:
-        """Answer a connectivity probe's offer with an ``EchoPeer``; return the answer SDP.
-        Raises TooManyProbes, SdpError ``invalid_sdp``."""
-        if len(self._probes) >= MAX_PROBES:
-            raise TooManyProbes(f"at most {MAX_PROBES} connectivity probes at once")
+    async def create_echo_peer(self, offer: str, owner: str) -> str:
+        """Answer a connectivity probe's offer with an ``EchoPeer`` of ``owner`` (an identity
+        id); return the answer SDP. Raises TooManyProbes (``probe_slots``), SdpError
+        ``invalid_sdp``."""
+        self.probe_slots.take(owner)
         probe = EchoPeer(self.config)
         self._probes.add(probe)
 
         async def forget() -> None:
             await probe.closed.wait()
             self._probes.discard(probe)
+            self.probe_slots.give_back(owner)
 
         asyncio.ensure_future(forget())
         return await probe.answer(offer)

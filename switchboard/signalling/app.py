@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..sfu.worker import Worker
-from . import access, demo, errors, openapi, store
+from . import access, chat, demo, errors, openapi, store
 from .calls import ws
+from .calls.resume import SESSIONS, SessionRegistry
 from .calls.rooms import RoomRegistry
+from .chat import routes as chat_routes
 from .config import Config
 from .identity import routes as identity_routes
 from .identity.tokens import TokenService
@@ -33,11 +35,13 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[errors.middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[TOKENS] = TokenService(config.access_key)
-    app.cleanup_ctx.extend([store.context, access.context, _media])
+    app.cleanup_ctx.extend([store.context, access.context, chat.context, _media])
     app[ws.SOCKETS] = weakref.WeakSet()
+    app[SESSIONS] = SessionRegistry()  # participants whose socket dropped, for 30 s
     app.on_shutdown.append(ws.close_all_sockets)
     app.add_routes(identity_routes.routes)
     app.add_routes(rooms_routes.routes)
+    app.add_routes(chat_routes.routes)
     app.add_routes(openapi.routes)
     app.add_routes(ws.routes)
     app.add_routes(traversal_routes.routes)

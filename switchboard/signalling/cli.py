@@ -2,6 +2,7 @@
 
     switchboard serve [--host H] [--port P] [--data-dir D] [--no-demo] [--ice-address A]...
                       [--tls self-signed | --tls-cert F --tls-key F] [--no-adhoc-rooms]
+                      [--database-url URL] [--chat-max-message-bytes N]
     switchboard connection-string [--data-dir D] [--host H] [--port P] [--https]
     switchboard token --user ID [--scopes voip,chat] [--expires-minutes M] [--data-dir D]
     switchboard join ...            (switchboard.client.cli_join)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -78,6 +80,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "--no-adhoc-rooms",
         action="store_true",
         help="only rooms made through the rooms API can be joined",
+    )
+    serve.add_argument(
+        "--database-url",
+        default=os.environ.get("SWITCHBOARD_DATABASE_URL"),
+        metavar="URL",
+        help="the store: postgresql://user@host/db (asyncpg); default SQLite in the data "
+        "directory (also $SWITCHBOARD_DATABASE_URL). The schema is upgraded at start.",
+    )
+    serve.add_argument(
+        "--chat-max-message-bytes",
+        type=int,
+        default=28 * 1024,
+        metavar="N",
+        help="largest chat message content in bytes (default 28672, ACS's)",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     serve.set_defaults(run=_serve)
@@ -158,6 +174,8 @@ def _serve(args: argparse.Namespace) -> int:
         traversal=traversal_cli.traversal_config(args),
         tls=ssl_context is not None,
         adhoc_rooms=not args.no_adhoc_rooms,
+        database_url=args.database_url,
+        chat_max_message_bytes=args.chat_max_message_bytes,
     )
     print("connection string (a secret: whoever holds it can mint tokens):")
     print(_format_connection_string(config), flush=True)

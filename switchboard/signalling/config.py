@@ -39,6 +39,11 @@ class Config:
     adhoc_rooms: bool = True
     # Largest request body the REST APIs accept, bytes (larger: 413 RequestEntityTooLarge).
     max_body_bytes: int = 1024 * 1024
+    # The store's SQLAlchemy URL; None: SQLite in data_dir. "postgresql://user@host/db" (or
+    # postgresql+asyncpg://) uses PostgreSQL through asyncpg (signalling/store/db.py).
+    database_url: str | None = field(default=None, repr=False)
+    # Largest chat message content, bytes of UTF-8 (ACS's limit: 28 KiB); over it: 400.
+    chat_max_message_bytes: int = 28 * 1024
 
     @property
     def endpoint(self) -> str:

@@ -8,7 +8,9 @@ users and calls the signed identity API (``identity/routes.py``) instead. Serve 
 Routes:
 
     POST /demo/token   {"name": str (1..64 chars), "room": str (1..64 of A-Z a-z 0-9 - _ .)}
-        200 {"token", "user_id", "expires_on"}   expires_on: ISO 8601 UTC with "Z"
+        200 {"token", "user_id", "expires_on", "chat_thread_id"}   expires_on: ISO 8601 UTC
+            with "Z"; chat_thread_id: the room's chat thread (one per room name), which the
+            new user has joined under ``name``
         400 {"error": {"code", "message"}} on a bad body
     GET  /             web-demo/index.html (404 with an error body if it is absent)
     GET  /static/<file> the demo directory's files; no directory listing
@@ -22,9 +24,11 @@ from pathlib import Path
 from aiohttp import web
 
 from . import errors
+from .chat.service import ChatService
 from .errors import ApiError
 from .identity.routes import format_expires_on, new_identity_id
-from .keys import CONFIG, TOKENS
+from .keys import CHAT, CONFIG, TOKENS
+from .store.chat import NewParticipant
 
 DEMO_SCOPES = ("voip", "chat")
 DEMO_TOKEN_MINUTES = 120  # long enough for a demo call, short for a token anyone can get
@@ -51,9 +55,21 @@ async def demo_token(request: web.Request) -> web.Response:
         )
     user_id = new_identity_id(request.app[CONFIG].access_key)
     token, expires_on = request.app[TOKENS].mint(user_id, DEMO_SCOPES, DEMO_TOKEN_MINUTES)
-    return web.json_response(
-        {"token": token, "user_id": user_id, "expires_on": format_expires_on(expires_on)}
+    result = {"token": token, "user_id": user_id, "expires_on": format_expires_on(expires_on)}
+    if CHAT in request.app:
+        result["chat_thread_id"] = await room_thread(request.app[CHAT], room, user_id, name)
+    return web.json_response(result)
+
+
+async def room_thread(chat: ChatService, room: str, user_id: str, name: str) -> str:
+    """The chat thread of a demo room (one per room name, made by its first visitor), with
+    ``user_id`` added to it as ``name``; its id. The thread and its history outlive the call.
+    """
+    thread, _, _ = await chat.create_thread(
+        None, f"Room {room}", [], repeatability_id=f"demo-room:{room}", creator_id=user_id
     )
+    await chat.add_participants(None, thread.id, [NewParticipant(user_id, name)], user_id)
+    return thread.id
 
 
 def add_static(app: web.Application, web_demo_dir: Path) -> None:

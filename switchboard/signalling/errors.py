@@ -24,6 +24,15 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+MAX_INT_DIGITS = 100  # a longer integer literal is refused before Python converts it
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a number has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
 async def read_json_object(request: web.Request) -> dict:
     """Return the request body as a JSON object; an empty body is ``{}``.
 
@@ -33,7 +42,7 @@ async def read_json_object(request: web.Request) -> dict:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_int=_parse_int)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "BadRequest", f"body is not valid JSON: {exc}") from None
     except RecursionError:

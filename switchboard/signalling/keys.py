@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..sfu.worker import Worker
     from .calls.directory import Directory
     from .calls.rooms import RoomRegistry
+    from .chat.service import ChatService
     from .identity.revocation import Revocations
     from .rooms.service import RoomsService
 
@@ -25,3 +26,4 @@ STORE = web.AppKey("store", Store)
 REVOCATIONS: web.AppKey[Revocations] = web.AppKey("revocations")
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory")
 ROOMS_API: web.AppKey[RoomsService] = web.AppKey("rooms_api")
+CHAT: web.AppKey[ChatService] = web.AppKey("chat")

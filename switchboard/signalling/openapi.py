@@ -1,11 +1,14 @@
 """The OpenAPI 3.1 document of the REST APIs, served at ``GET /openapi.json`` (no signature:
-it holds no secret). docs/api.md is the prose version; keep the two in step."""
+it holds no secret). docs/api.md is the prose version; keep the two in step. Every route of
+the application is here (``tests/unit/test_openapi.py`` checks it against ``create_app``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
+
+from .chat import openapi as chat_openapi
 
 IDENTITY_API_VERSION = "2023-10-01"
 ROOMS_API_VERSION = "2025-03-13"
@@ -65,6 +68,41 @@ def _op(
     return op
 
 
+def _other(
+    summary: str,
+    ok: tuple[int, dict[str, Any] | None, str],
+    errors: dict[int, str],
+    security: tuple[str, ...] = (),
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An operation outside the ACS-shaped APIs: no api-version; ``security`` names the
+    accepted schemes (any one of them), ``ok`` is (status, JSON schema or None, description)."""
+    status, schema, description = ok
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{name: []} for name in security],
+        "responses": {
+            str(status): _json(schema, description) if schema else {"description": description},
+            **{str(s): _json(_ref("ErrorResponse"), why) for s, why in errors.items()},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"content": {"application/json": {"schema": body}}}
+    return op
+
+
+_ICE_SERVER = {
+    "type": "object",
+    "properties": {
+        "urls": {"type": "array", "items": {"type": "string"}},
+        "username": {"type": "string"},
+        "credential": {"type": "string"},
+        "routeType": {"enum": ["any", "nearest"]},
+    },
+}
+_SDP = {"type": "object", "required": ["sdp"], "properties": {"sdp": {"type": "string"}}}
+_HTML = "an HTML page (web demo only)"
+
 _ROOM_FIELDS = {
     "validFrom": {"type": "string", "format": "date-time"},
     "validUntil": {"type": "string", "format": "date-time"},
@@ -95,7 +133,14 @@ DOCUMENT: dict[str, Any] = {
                 "name": "Authorization",
                 "description": "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256"
                 "&Signature=<base64>, keyed with the connection string's access key",
-            }
+            },
+            "userToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "a user access token (relay configuration: any scope; the "
+                "connectivity probe: voip or voip.join)",
+            },
         },
         "schemas": {
             "ErrorResponse": {
@@ -271,8 +316,105 @@ DOCUMENT: dict[str, Any] = {
                 body_type=_MERGE,
             ),
         },
+        "/networkTraversal/:issueRelayConfiguration": {
+            "post": _other(
+                "TURN credentials (ACS Network Traversal shape): signed for any identity, or "
+                "with a user token for its own (ttl at most the server's --turn-ttl)",
+                (
+                    200,
+                    {
+                        "type": "object",
+                        "properties": {
+                            "iceServers": {"type": "array", "items": _ICE_SERVER},
+                            "expiresOn": {"type": "string", "format": "date-time"},
+                        },
+                    },
+                    "success",
+                ),
+                {
+                    400: "bad body, or an id that is not an identity id of this installation",
+                    401: "bad signature, or a bad, expired or revoked token",
+                    404: "no such identity",
+                    503: "no TURN server configured",
+                },
+                security=("hmac", "userToken"),
+                body={
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "routeType": {"enum": ["any", "nearest"], "default": "any"},
+                        "ttl": {"type": "integer", "minimum": 1, "maximum": 172800},
+                    },
+                },
+            )
+        },
+        "/v1/connectivity/probe": {
+            "post": _other(
+                "The connectivity self-test's echo peer: an offer with one data channel in, "
+                "the answer out (2 per user and 32 in all at once, 30 s each)",
+                (200, _SDP, "the answer"),
+                {
+                    400: "bad body or SDP",
+                    401: "no, bad, expired or revoked token",
+                    403: "the token has no call scope",
+                    429: "too many probes at once",
+                },
+                security=("userToken",),
+                body=_SDP,
+            )
+        },
+        "/v1/rtc": {
+            "get": _other(
+                "The signalling WebSocket (docs/protocol.md); the token goes in its first "
+                "message, never in the URL",
+                (101, None, "WebSocket upgrade"),
+                {},
+            )
+        },
+        "/openapi.json": {"get": _other("This document", (200, {"type": "object"}, "success"), {})},
+        "/demo/token": {
+            "post": _other(
+                "Demo only (off with --no-demo): a voip and chat token for a fresh identity",
+                (
+                    200,
+                    {
+                        "type": "object",
+                        "properties": {
+                            "token": {"type": "string"},
+                            "user_id": {"type": "string"},
+                            "expires_on": {"type": "string", "format": "date-time"},
+                            "chat_thread_id": {"type": "string"},
+                        },
+                    },
+                    "success",
+                ),
+                {400: "bad body"},
+                body={
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "room": {"type": "string"}},
+                },
+            )
+        },
+        "/": {"get": _other("The web demo page", (200, None, _HTML), {})},
+        "/static/{name}": {
+            "get": {
+                **_other("The web demo's files", (200, None, "the file"), {404: "no such file"}),
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+            }
+        },
+        "/connectivity": {"get": _other("The connectivity self-test page", (200, None, _HTML), {})},
     },
 }
+
+
+DOCUMENT["paths"].update(chat_openapi.PATHS)
+DOCUMENT["components"]["schemas"].update(chat_openapi.SCHEMAS)
+DOCUMENT["components"]["securitySchemes"].update(chat_openapi.SECURITY_SCHEMES)
+DOCUMENT["info"]["description"] += (
+    f" Chat (ACS api-version {chat_openapi.API_VERSION}, Bearer user access token)."
+)
 
 
 @routes.get("/openapi.json")

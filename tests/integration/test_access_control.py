@@ -7,9 +7,13 @@ Real server over https, real aiortc peers; every wait is on an event with a time
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from azure.communication.identity import CommunicationTokenScope, CommunicationUserIdentifier
@@ -283,3 +287,90 @@ async def test_nobody_moderates_an_adhoc_room(
     with pytest.raises(SignallingError) as refused:
         await ada.room.request("remove_participant", participant_id=bob.room.participant_id)
     assert refused.value.code == "not_allowed"
+
+
+async def test_room_closes_when_its_window_ends(
+    identity: CommunicationIdentityClient, rooms: RoomsClient, connect: Connect
+) -> None:
+    """Live sessions do not outlive the room: a PATCH that brings validUntil to 2 s from now
+    moves the room's timer, and at validUntil everyone is disconnected (4003 room closed)."""
+    ada_user, ada_token = await _new_user(identity)
+    bob_user, bob_token = await _new_user(identity)
+    room_id = await _room_with(
+        rooms, a=(ada_user, ParticipantRole.ATTENDEE), b=(bob_user, ParticipantRole.CONSUMER)
+    )
+    ada = await connect(ada_token, "Ada", room=room_id, publish=False)
+    bob = await connect(bob_token, "Bob", room=room_id, publish=False)
+    valid_until = datetime.now(UTC) + timedelta(seconds=2)
+    await rooms.update_room(room_id=room_id, valid_until=valid_until)
+    assert not ada.room.ended.is_set()  # the window still holds now
+    for peer in (ada, bob):
+        await asyncio.wait_for(peer.room.ended.wait(), 2 + EVICTION_DEADLINE_S)
+        assert peer.room.disconnect == (4003, "room closed")
+    assert datetime.now(UTC) >= valid_until
+    with pytest.raises(SignallingError) as refused:
+        await connect(ada_token, "Ada again", room=room_id, publish=False)
+    assert refused.value.code == "room_not_open"
+
+
+async def test_moving_the_window_away_closes_the_room_at_once(
+    identity: CommunicationIdentityClient, rooms: RoomsClient, connect: Connect
+) -> None:
+    ada_user, ada_token = await _new_user(identity)
+    bob_user, bob_token = await _new_user(identity)
+    room_id = await _room_with(
+        rooms, a=(ada_user, ParticipantRole.ATTENDEE), b=(bob_user, ParticipantRole.ATTENDEE)
+    )
+    ada = await connect(ada_token, "Ada", room=room_id, publish=False)
+    bob = await connect(bob_token, "Bob", room=room_id, publish=False)
+    await bob.until(lambda: ada.room.participant_id in bob.room.participants)
+    start = datetime.now(UTC) + timedelta(hours=1)
+    await rooms.update_room(
+        room_id=room_id, valid_from=start, valid_until=start + timedelta(hours=1)
+    )
+    for peer in (ada, bob):
+        await asyncio.wait_for(peer.room.ended.wait(), EVICTION_DEADLINE_S)
+        assert peer.room.disconnect == (4003, "room closed")
+
+
+async def test_join_command_as_a_consumer_receives_only(
+    identity: CommunicationIdentityClient,
+    rooms: RoomsClient,
+    connect: Connect,
+    tls_server: TlsServer,
+    tmp_path: Path,
+) -> None:
+    """``switchboard join`` with a Consumer's token, over https trusting the self-signed
+    certificate through SSL_CERT_FILE as docs/api.md says: no traceback, it says it only
+    receives, and it receives the presenter's media for its ``--duration``."""
+    presenter, presenter_token = await _new_user(identity)
+    consumer, consumer_token = await _new_user(identity)
+    room_id = await _room_with(
+        rooms, p=(presenter, ParticipantRole.PRESENTER), c=(consumer, ParticipantRole.CONSUMER)
+    )
+    await connect(presenter_token, "Presenter", room=room_id)
+    stats = tmp_path / "received.json"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "switchboard.signalling.cli", "join",
+        "--url", tls_server.url, "--room", room_id, "--name", "Watcher",
+        "--token", consumer_token, "--ice-address", "127.0.0.1", "--stats-json", str(stats),
+        "--duration", "3",
+        env={**os.environ, "SSL_CERT_FILE": str(tls_server.cert)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert "joined as a Consumer: receiving only" in out.decode()
+    assert "received video from Presenter" in out.decode()
+    received = json.loads(stats.read_text())["received"]
+    assert {(r["participant"], r["kind"]) for r in received} == {
+        ("Presenter", "audio"),
+        ("Presenter", "video"),
+    }

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -23,7 +24,8 @@ from azure.core.exceptions import (
 
 from switchboard.signalling.identity.hmac_auth import sign_request
 from switchboard.signalling.identity.routes import new_identity_id
-from switchboard.signalling.keys import ROOMS_API
+from switchboard.signalling.keys import ROOMS_API, STORE
+from switchboard.signalling.store import identities
 
 from .conftest import TlsServer
 
@@ -38,8 +40,11 @@ def _sync_clients(server: TlsServer) -> list[RoomsClient]:
     ]
 
 
-def _user(server: TlsServer) -> CommunicationUserIdentifier:
-    return CommunicationUserIdentifier(new_identity_id(server.access_key))
+async def _user(server: TlsServer) -> CommunicationUserIdentifier:
+    """A new identity of the server (room participants must be existing identities)."""
+    identity_id = new_identity_id(server.access_key)
+    await identities.create_identity(server.app[STORE], identity_id, time.time())
+    return CommunicationUserIdentifier(identity_id)
 
 
 def _iso(value: object) -> datetime:
@@ -49,8 +54,9 @@ def _iso(value: object) -> datetime:
 
 
 async def test_sync_client_rooms_and_participants(tls_server: TlsServer) -> None:
-    def run(client: RoomsClient) -> None:
-        ada, bob = _user(tls_server), _user(tls_server)
+    def run(
+        client: RoomsClient, ada: CommunicationUserIdentifier, bob: CommunicationUserIdentifier
+    ) -> None:
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
         room = client.create_room(
             valid_from=start,
@@ -104,7 +110,7 @@ async def test_sync_client_rooms_and_participants(tls_server: TlsServer) -> None
         client.close()
 
     for client in _sync_clients(tls_server):
-        await asyncio.to_thread(run, client)
+        await asyncio.to_thread(run, client, await _user(tls_server), await _user(tls_server))
 
 
 async def test_async_client(tls_server: TlsServer) -> None:
@@ -116,7 +122,7 @@ async def test_async_client(tls_server: TlsServer) -> None:
         AsyncRoomsClient(tls_server.url, key, connection_verify=str(tls_server.cert)),
     ):
         async with client:
-            ada = _user(tls_server)
+            ada = await _user(tls_server)
             room = await client.create_room()
             window = _iso(room.valid_until) - _iso(room.valid_from)
             assert window == timedelta(days=180) and room.pstn_dial_out_enabled is False

@@ -1,5 +1,5 @@
 """``POST /networkTraversal/:issueRelayConfiguration`` and ``POST /v1/connectivity/probe``:
-status codes and bodies for good and bad requests (no media plane needed)."""
+status codes and bodies for good and bad requests (the real store; no media plane needed)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from switchboard.signalling import errors
+from switchboard.signalling import errors, store
 from switchboard.signalling.config import Config
 from switchboard.signalling.identity.hmac_auth import sign_request
+from switchboard.signalling.identity.routes import new_identity_id
 from switchboard.signalling.identity.tokens import TokenService
-from switchboard.signalling.keys import CONFIG, TOKENS
+from switchboard.signalling.keys import CONFIG, STORE, TOKENS
+from switchboard.signalling.store import identities
 from switchboard.signalling.traversal import routes
 from switchboard.signalling.traversal.credentials import TraversalConfig
 
@@ -37,8 +39,16 @@ def _app(access_key: bytes, tmp_path: Path, traversal: TraversalConfig) -> web.A
     app = web.Application(middlewares=[errors.middleware])
     app[CONFIG] = Config(access_key=access_key, data_dir=tmp_path, traversal=traversal)
     app[TOKENS] = TokenService(access_key)
+    app.cleanup_ctx.append(store.context)
     app.add_routes(routes.routes)
     return app
+
+
+async def _new_identity(client: TestClient, access_key: bytes) -> str:
+    """An identity stored as ``POST /identities`` stores it."""
+    identity_id = new_identity_id(access_key)
+    await identities.create_identity(client.app[STORE], identity_id, time.time())
+    return identity_id
 
 
 @pytest.fixture
@@ -57,15 +67,17 @@ def _check_credential(server: dict[str, Any]) -> None:
     assert server["credential"] == base64.b64encode(digest).decode()
 
 
-async def test_signed_request(client: TestClient, access_key_b64: str) -> None:
-    response = await _signed(client, access_key_b64, {"id": "8:acs:x", "ttl": 600})
+async def test_signed_request(client: TestClient, access_key: bytes, access_key_b64: str) -> None:
+    user_id = await _new_identity(client, access_key)
+    response = await _signed(client, access_key_b64, {"id": user_id, "ttl": 7200})
     assert response.status == 200
     body = await response.json()
     assert [s["urls"] for s in body["iceServers"]] == [[u] for u in TRAVERSAL.turn_urls]
     for server in body["iceServers"]:
         assert server["routeType"] == "any"
         expiry, _, user = server["username"].partition(":")
-        assert user == "8:acs:x" and 590 <= int(expiry) - time.time() <= 600
+        # the backend may ask for more than --turn-ttl (3600 here), up to ACS's 48 h
+        assert user == user_id and 7190 <= int(expiry) - time.time() <= 7200
         _check_credential(server)
     assert body["expiresOn"].endswith("Z")
 
@@ -73,12 +85,45 @@ async def test_signed_request(client: TestClient, access_key_b64: str) -> None:
 async def test_bearer_token(client: TestClient, access_key: bytes) -> None:
     token, _ = TokenService(access_key).mint("8:acs:bob", ["chat"], 5)
     response = await client.post(
-        ROUTE, json={"routeType": "nearest"}, headers={"Authorization": f"Bearer {token}"}
+        ROUTE,
+        json={"routeType": "nearest", "ttl": 172800, "id": "8:acs:bob"},
+        headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status == 200
     servers = (await response.json())["iceServers"]
     assert all(s["username"].endswith(":8:acs:bob") for s in servers)
     assert {s["routeType"] for s in servers} == {"nearest"}
+    for server in servers:  # a client gets at most the operator's --turn-ttl (3600 here)
+        expiry = int(server["username"].partition(":")[0])
+        assert 3590 <= expiry - time.time() <= 3600
+
+
+async def test_bearer_token_cannot_ask_for_another_user(
+    client: TestClient, access_key: bytes
+) -> None:
+    token, _ = TokenService(access_key).mint("8:acs:bob", ["voip"], 5)
+    response = await client.post(
+        ROUTE, json={"id": "8:acs:eve"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 400
+    assert (await response.json())["error"]["message"] == (
+        "with a user token, id may only be its own"
+    )
+
+
+async def test_signed_id_must_be_an_existing_identity(
+    client: TestClient, access_key: bytes, access_key_b64: str
+) -> None:
+    foreign = new_identity_id(b"another installation's key")
+    response = await _signed(client, access_key_b64, {"id": foreign})
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "ValidationError"
+    response = await _signed(client, access_key_b64, {"id": "8:acs:x"})
+    assert response.status == 400
+    never_made = new_identity_id(access_key)
+    response = await _signed(client, access_key_b64, {"id": never_made})
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "IdentityNotFound"
 
 
 @pytest.mark.parametrize(

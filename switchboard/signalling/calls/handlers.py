@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...sfu import SdpError
+from ...sfu.sdp_checks import media_directions
 from ..identity.tokens import CALL_SCOPES, TokenError, UserToken
 from ..keys import CONFIG, DIRECTORY, REVOCATIONS, ROOMS, ROOMS_API, TOKENS
 from ..rooms.service import RoomAccessError
@@ -15,6 +16,7 @@ from ..traversal.credentials import ice_servers
 from . import enforcement, outbound
 from .connection import CloseSession, Connection
 from .protocol import ProtocolError, parse_request
+from .resume import SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,15 @@ async def join(conn: Connection, msg: dict[str, Any]) -> Result:
     room = conn.app[ROOMS].get_or_create(msg["room"])
     others = [p.info() for p in room.participants.values()]
     tracks = [t for p in room.participants.values() for t in p.tracks()]
-    conn.participant = room.join(msg["name"], conn.token.user_id, conn.send, conn.media_failed)
+    session = conn.app[SESSIONS].create(conn.token.user_id)  # resume.py: events numbered
+    session.attach(conn.send, conn.media_failed)
+    conn.participant = room.join(
+        msg["name"], conn.token.user_id, session.send, session.media_failed
+    )
+    conn.app[SESSIONS].bind(session, conn.participant)
     conn.participant.role, conn.participant.can_publish = access.role, access.can_publish
     return {
+        "session_id": session.id,
         "participant": conn.participant.info(),
         "room": room.name,
         "participants": others,
@@ -93,9 +101,24 @@ async def join(conn: Connection, msg: dict[str, Any]) -> Result:
     }
 
 
+async def resume(conn: Connection, msg: dict[str, Any]) -> Result:
+    """Take a detached participant back (resume.py); the reply holds the missed events."""
+    if conn.participant is not None:
+        raise ProtocolError("already_joined", "this socket has joined a room already")
+    assert conn.token is not None
+    session = conn.app[SESSIONS].find(msg["session_id"], conn.token.user_id)
+    missed = session.missed(msg["last_seq"]) if session is not None else None
+    if session is None or session.participant is None or missed is None:
+        raise ProtocolError("cannot_resume", "no such session to resume; join again")
+    session.attach(conn.send, conn.media_failed)
+    conn.participant = participant = session.participant
+    return {"participant": participant.info(), "room": participant.room.name, "missed": missed}
+
+
 async def publish_offer(conn: Connection, msg: dict[str, Any]) -> Result:
     participant = conn.joined()
-    if not participant.can_publish:
+    # A role that may not publish may still open its data channels (an offer without media).
+    if not participant.can_publish and media_directions(msg["sdp"]):
         raise ProtocolError(
             "publish_not_allowed", f"your role in this room ({participant.role}) cannot publish"
         )
@@ -153,6 +176,7 @@ HANDLERS: dict[str, Handler] = {
     "remove_participant": remove_participant,
     "leave": leave,
     "ping": ping,
+    "resume": resume,
 }
 BEFORE_AUTH = frozenset({"authenticate", "ping"})
 

@@ -44,5 +44,21 @@ def subscribe_offer(offer_id: int, sdp: str, tracks: dict[str, Message]) -> Mess
     return {"type": "subscribe_offer", "offer_id": offer_id, "sdp": sdp, "tracks": tracks}
 
 
+def speakers_changed(speakers: list[str], dominant: str | None) -> Message:
+    """Who speaks now (RFC 6464 levels, sfu/observers/active_speaker.py), dominant first."""
+    return {"type": "speakers_changed", "speakers": speakers, "dominant": dominant}
+
+
 def disconnect(code: int, reason: str) -> Message:
     return {"type": "disconnect", "code": code, "reason": reason}
+
+
+def data_dropped(reason: str, messages: int, size_bytes: int, detail: str) -> Message:
+    """In-call data of yours the SFU did not relay since its last report of ``reason``."""
+    return {
+        "type": "data_dropped",
+        "reason": reason,
+        "messages": messages,
+        "bytes": size_bytes,
+        "detail": detail,
+    }

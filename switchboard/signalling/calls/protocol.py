@@ -57,6 +57,10 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "remove_participant": _request(participant_id=_PARTICIPANT_ID),
     "leave": _request(),
     "ping": _request(),
+    "resume": _request(
+        session_id={"type": "string", "minLength": 1, "maxLength": 64},
+        last_seq={"type": "integer", "minimum": 0},
+    ),
 }
 
 _VALIDATORS = {name: Draft202012Validator(schema) for name, schema in REQUESTS.items()}

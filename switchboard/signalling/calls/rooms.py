@@ -24,6 +24,9 @@ class Room:
         self.router = worker.create_router()
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
+        self.router.active_speaker.on_speakers_changed = lambda speakers, dominant: self.broadcast(
+            outbound.speakers_changed(speakers, dominant)
+        )
 
     def join(
         self, name: str, user_id: str, send: Send, on_media_failed: Callable[[], None]

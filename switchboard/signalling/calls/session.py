@@ -66,6 +66,10 @@ class Participant:
         self._offer_id = 0
         self._answered: asyncio.Event | None = None
         self._negotiator = asyncio.ensure_future(self._negotiate())
+        # In-call data: drops of this participant's messages are reported to it.
+        self.publish.data.on_dropped = lambda reason, messages, size, detail: self.send(
+            outbound.data_dropped(reason, messages, size, detail)
+        )
 
     def info(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "user_id": self.user_id}

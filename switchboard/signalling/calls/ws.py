@@ -14,6 +14,7 @@ from ..keys import CONFIG
 from . import handlers, outbound
 from .connection import CloseSession, Connection
 from .protocol import MAX_MESSAGE_BYTES
+from .resume import SESSIONS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -39,8 +40,14 @@ async def rtc(request: web.Request) -> web.WebSocketResponse:
         ending = await _read(ws, conn, config.auth_timeout_s, config.ws_idle_timeout_s)
     finally:
         conn.release()
-        if conn.participant is not None:
+        # A socket that just went away (or went quiet) may come back: resume.py keeps the
+        # participant, media and all, for 30 s. Every other ending is final.
+        resumable = ending is None or ending.code == CLOSE_TIMEOUT
+        if conn.participant is not None and not (
+            resumable and request.app[SESSIONS].detach(conn.participant)
+        ):
             reason = ending.reason_for_room if ending else "disconnected"
+            request.app[SESSIONS].forget(conn.participant)
             await conn.participant.room.leave(conn.participant, reason)
         if ending is not None and ending.code != 1000:
             conn.send(outbound.disconnect(ending.code, ending.reason))

@@ -12,12 +12,14 @@
                                         -> 200 {}
 
 A room is ``{"id", "createdAt", "validFrom", "validUntil", "pstnDialOutEnabled"}``, times in
-ISO 8601 UTC with "Z". ``Repeatability-Request-Id`` on a create makes a retry return the room
-the first attempt made (201 again) instead of a second room. Errors ``{"error": {"code",
-"message"}}``: 400 ``BadRequest`` (bad JSON, a bad field, a bad role, a participant id that
-is not an identity id of this installation, a window that ends before it starts or lasts over
-180 days), 400 ``UnsupportedApiVersion``, 401 (signature), 404 ``NotFound`` (no such room),
-413 (body over the limit).
+ISO 8601 UTC with "Z". Times sent must be RFC 3339 date-times with a zone ("Z" or ±hh:mm, as
+the SDKs send them); one without (naive) is a 400, as is one outside years 1..9999 UTC.
+``Repeatability-Request-Id`` on a create makes a retry return the room the first attempt made
+(201 again) instead of a second room. Errors ``{"error": {"code", "message"}}``: 400
+``BadRequest`` (bad JSON, a bad field, a bad role, a participant id that is not an existing
+identity of this installation, a window that ends before it starts or lasts over 180 days),
+400 ``UnsupportedApiVersion``, 401 (signature), 404 ``NotFound`` (no such room), 413 (body
+over the limit).
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from aiohttp import web
 from .. import errors
 from ..errors import ApiError
 from ..identity.routes import is_own_identity_id, signed
-from ..keys import CONFIG, ROOMS_API
+from ..keys import CONFIG, ROOMS_API, STORE
+from ..store import identities
 from ..store.models import Room
-from .service import ROLES
+from .service import EPOCH, ROLES, format_time
+
+__all__ = ["format_time", "parse_time", "room_json", "routes"]
 
 API_VERSIONS = frozenset({"2023-06-14", "2024-04-15", "2025-03-13"})
 REPEATABILITY_REQUEST_ID = "Repeatability-Request-Id"
@@ -44,15 +49,9 @@ _signed = signed(API_VERSIONS, required=True)
 _ROLES_BY_LOWER = {role.lower(): role for role in ROLES}
 
 
-def format_time(unix_s: float) -> str:
-    """ISO 8601 UTC with "Z"; microseconds only when there are some."""
-    moment = datetime.fromtimestamp(unix_s, UTC)
-    spec = "microseconds" if moment.microsecond else "seconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
-
-
 def parse_time(value: Any, field: str) -> float | None:
-    """An ISO 8601 date-time (naive means UTC) as unix seconds; None for null or absent."""
+    """An RFC 3339 date-time with a zone as unix seconds; None for null or absent. Raises
+    ApiError 400 for anything else: not a date-time, no zone, outside years 1..9999 UTC."""
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > 64:
@@ -62,8 +61,15 @@ def parse_time(value: Any, field: str) -> float | None:
     except ValueError:
         raise ApiError(400, "BadRequest", f"{field} must be an ISO 8601 date-time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"{field} must carry a time zone (RFC 3339: 2026-11-29T15:00:00Z or +01:00)",
+        )
+    try:
+        return (moment.astimezone(UTC) - EPOCH).total_seconds()
+    except OverflowError:
+        raise ApiError(400, "BadRequest", f"{field} is outside years 1..9999 in UTC") from None
 
 
 def room_json(room: Room) -> dict[str, Any]:
@@ -113,6 +119,22 @@ def _participants(request: web.Request, value: Any, allow_removal: bool) -> dict
     return changes
 
 
+async def _check_identities_exist(request: web.Request, changes: dict[str, str | None]) -> None:
+    """Raise ApiError 400 unless every participant added or changed in ``changes`` is an
+    existing identity (removing one that was deleted is allowed)."""
+    wanted = {raw_id for raw_id, role in changes.items() if role is not None}
+    if not wanted:
+        return
+    missing = sorted(wanted - await identities.existing(request.app[STORE], wanted))
+    if missing:
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"participant {missing[0]} is not an existing identity of this resource"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+        )
+
+
 async def _room(request: web.Request) -> Room:
     room = await request.app[ROOMS_API].get(request.match_info["room_id"])
     if room is None:
@@ -125,6 +147,7 @@ async def _room(request: web.Request) -> Room:
 async def create_room(request: web.Request) -> web.StreamResponse:
     body = await errors.read_json_object(request)
     participants = _participants(request, body.get("participants"), allow_removal=False)
+    await _check_identities_exist(request, dict(participants))
     repeatability_id = request.headers.get(REPEATABILITY_REQUEST_ID)
     if repeatability_id is not None and not 0 < len(repeatability_id) <= 128:
         raise ApiError(400, "BadRequest", "Repeatability-Request-Id is too long or empty")
@@ -196,6 +219,7 @@ async def update_participants(request: web.Request) -> web.StreamResponse:
     body = await errors.read_json_object(request)
     changes = _participants(request, body.get("participants"), allow_removal=True)
     await _room(request)
+    await _check_identities_exist(request, changes)
     if not await request.app[ROOMS_API].patch_participants(request.match_info["room_id"], changes):
         raise ApiError(404, "NotFound", "no such room")
     return web.json_response({})

@@ -112,7 +112,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     conf.add_argument("--tls-port", type=int, default=DEFAULT_TLS_PORT, help="TLS (5349)")
     conf.add_argument("--cert", help="TLS certificate chain (PEM) for turns:")
     conf.add_argument("--pkey", help="its private key (PEM)")
-    conf.add_argument("--relay-ip", metavar="ADDR", help="address relay sockets bind to")
+    conf.add_argument(
+        "--relay-ip",
+        metavar="ADDR",
+        help="address relay sockets bind to (default: coturn picks; a loopback "
+        "--sfu-address when every --sfu-address is loopback)",
+    )
     conf.add_argument("--external-ip", metavar="ADDR", help="coturn's public address (1:1 NAT)")
     conf.add_argument(
         "--relay-ports",
@@ -150,6 +155,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     check.add_argument("--turn-ca", metavar="PEM", help="CA file to verify turns: servers with")
     check.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="CA file to verify an https:// server with, e.g. data/tls/cert.pem of "
+        "`serve --tls self-signed` (default: the system's, or $SSL_CERT_FILE)",
+    )
+    check.add_argument(
         "--ice-address", action="append", default=None, help="local address for ICE (repeatable)"
     )
     check.set_defaults(run=_check_connectivity)
@@ -164,8 +175,8 @@ def turn_config(args: argparse.Namespace) -> int:
         listening_ips=tuple(args.listening_ip),
         port=args.port,
         tls_port=args.tls_port,
-        cert=args.cert,
-        pkey=args.pkey,
+        cert=str(Path(args.cert).resolve()) if args.cert else None,  # coturn's cwd differs
+        pkey=str(Path(args.pkey).resolve()) if args.pkey else None,
         relay_ip=args.relay_ip,
         external_ip=args.external_ip,
         sfu_addresses=tuple(args.sfu_address),

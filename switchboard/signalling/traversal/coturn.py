@@ -10,7 +10,10 @@ private, loopback, link-local and reserved range (``denied-peer-ip``) and allows
 the SFU's own addresses (``allowed-peer-ip``, which coturn checks first), so the relay can
 reach the SFU and public addresses, nothing else. A loopback SFU address (all-in-one hosts,
 tests) needs ``allow-loopback-peers`` as well, since coturn refuses loopback peers before it
-looks at either list; the rest of 127/8 stays denied.
+looks at either list; the rest of 127/8 stays denied. When every SFU address is loopback
+and no ``relay_ip`` is given, relay sockets bind to that loopback address: the relay only has
+to reach the SFU, and on a host whose only interface is loopback coturn finds no relay
+address by itself ("Cannot configure any meaningful IP listener address").
 """
 
 from __future__ import annotations
@@ -111,8 +114,12 @@ def render(settings: CoturnSettings, secret: str) -> str:
         ]
     else:
         lines += ["no-tls", "no-dtls"]
-    if settings.relay_ip:
-        lines.append(f"relay-ip={settings.relay_ip}")
+    relay_ip = settings.relay_ip
+    loopback_sfu = [a for a in settings.sfu_addresses if ipaddress.ip_address(a).is_loopback]
+    if relay_ip is None and loopback_sfu and len(loopback_sfu) == len(settings.sfu_addresses):
+        relay_ip = loopback_sfu[0]  # the relay reaches only the SFU, over loopback
+    if relay_ip:
+        lines.append(f"relay-ip={relay_ip}")
     if settings.external_ip:
         lines.append(f"external-ip={settings.external_ip}")
     lines += [

@@ -11,12 +11,16 @@ connectivity probe behind the self-test.
         body {"sdp": offer with one data channel}  →  200 {"sdp": answer}
     GET  /connectivity            the self-test page (with the web demo only)
 
-``ttl``: 1..172800 s (ACS's range), default the server's ``--turn-ttl``. With a user token the
-credential's user is the token's; with a signature it is ``id`` or ``anonymous``. ``routeType``
-is echoed: there is one relay here, so "nearest" and "any" are the same servers. Errors are
-``{"error": {"code", "message"}}``: 400 for a bad body, 401 for a bad signature or a bad,
-expired or revoked token, 403 for a token without a call scope (probe), 429 when too many
-probes run, 503 when no TURN server is configured. Credentials never reach a log.
+``ttl``: 1..172800 s (ACS's range), default the server's ``--turn-ttl``; a user token gets at
+most ``--turn-ttl`` (a longer ``ttl`` is cut to it), a signed request up to 172800. With a
+user token the credential's user is the token's (an ``id`` other than its own is a 400); with
+a signature it is ``id``, which must be an existing identity of this installation (400 if it
+is not an identity id of it, 404 ``IdentityNotFound`` if there is no such identity), or
+``anonymous``. ``routeType`` is echoed: there is one relay here, so "nearest" and "any" are
+the same servers. Errors are ``{"error": {"code", "message"}}``: 400 for a bad body, 401 for a
+bad signature or a bad, expired or revoked token, 403 for a token without a call scope
+(probe), 429 when too many probes run (``MAX_PROBES_PER_USER`` per identity,
+``MAX_PROBES`` in all), 503 when no TURN server is configured. Credentials never reach a log.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from aiohttp import web
 from .. import errors
 from ..errors import ApiError
 from ..identity import hmac_auth
-from ..identity.routes import format_expires_on
+from ..identity.routes import format_expires_on, is_own_identity_id
 from ..identity.tokens import CALL_SCOPES, TokenError, UserToken
-from ..keys import CONFIG, REVOCATIONS, SFU, TOKENS
+from ..keys import CONFIG, REVOCATIONS, SFU, STORE, TOKENS
+from ..store import identities
 from .credentials import MAX_TTL_S, ice_servers
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,28 @@ def _bearer(request: web.Request, required_scope: str | tuple[str, ...] | None) 
     return token
 
 
+async def _relay_user(request: web.Request, value: Any, token: UserToken | None) -> str:
+    """The user a relay credential is for: the token's, else ``value`` (an existing identity
+    of this installation) or ``anonymous``. Raises ApiError 400, or 404 for no such identity."""
+    if value is not None and (not isinstance(value, str) or not USER_ID.fullmatch(value)):
+        raise ApiError(
+            400,
+            "ValidationError",
+            f"id must be 1 to {MAX_ID_CHARS} letters, digits, ':', '.', '_' or '-'",
+        )
+    if token is not None:
+        if value is not None and value != token.user_id:
+            raise ApiError(400, "ValidationError", "with a user token, id may only be its own")
+        return token.user_id
+    if value is None:
+        return "anonymous"
+    if not is_own_identity_id(value, request.app[CONFIG].access_key):
+        raise ApiError(400, "ValidationError", "id is not an identity id of this resource")
+    if not await identities.existing(request.app[STORE], [value]):
+        raise ApiError(404, "IdentityNotFound", "no such identity on this resource")
+    return value
+
+
 @routes.post("/networkTraversal/:issueRelayConfiguration")
 async def issue_relay_configuration(request: web.Request) -> web.Response:
     """Issue TURN credentials (draft-uberti-behave-turn-rest §2.2) to a signed backend
@@ -81,13 +108,9 @@ async def issue_relay_configuration(request: web.Request) -> web.Response:
     ttl = body.get("ttl", config.ttl_s)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
         raise ApiError(400, "ValidationError", f"ttl must be an integer in 1..{MAX_TTL_S}")
-    user_id = body.get("id", "anonymous") if token is None else token.user_id
-    if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
-        raise ApiError(
-            400,
-            "ValidationError",
-            f"id must be 1 to {MAX_ID_CHARS} letters, digits, ':', '.', '_' or '-'",
-        )
+    if token is not None:
+        ttl = min(ttl, config.ttl_s)  # a client gets no longer than the operator allows
+    user_id = await _relay_user(request, body.get("id"), token)
     if not config.relay_enabled:
         raise ApiError(503, "RelayNotConfigured", "this server has no TURN server configured")
     servers, expires_at = ice_servers(config, user_id, ttl)
@@ -101,7 +124,8 @@ async def issue_relay_configuration(request: web.Request) -> web.Response:
 async def connectivity_probe(request: web.Request) -> web.Response:
     """Answer a self-test peer's offer with a short-lived server peer that echoes every data
     channel message, gathering candidates exactly as the SFU's transports do."""
-    if _bearer(request, required_scope=CALL_SCOPES) is None:
+    token = _bearer(request, required_scope=CALL_SCOPES)
+    if token is None:
         raise ApiError(401, "Unauthorized", "send Authorization: Bearer <user access token>")
     body = await errors.read_json_object(request)
     sdp: Any = body.get("sdp")
@@ -111,7 +135,7 @@ async def connectivity_probe(request: web.Request) -> web.Response:
     from ...sfu.probe import TooManyProbes
 
     try:
-        answer = await request.app[SFU].create_echo_peer(sdp)
+        answer = await request.app[SFU].create_echo_peer(sdp, owner=token.user_id)
     except TooManyProbes as exc:
         raise ApiError(429, "TooManyRequests", str(exc)) from None
     except SdpError as exc:

@@ -33,7 +33,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket, RtpPacket
 
 from switchboard.sfu import aiortc_glue
 
@@ -62,6 +62,9 @@ def test_pins_are_the_versions_this_test_was_written_for() -> None:
 
 RECEIVER_NAMES = [
     "_handle_rtp_packet",
+    "_handle_rtcp_packet",
+    "_send_rtcp_nack",
+    "_RTCRtpReceiver__nack_generator",
     "_RTCRtpReceiver__stop_decoder",
     "_send_rtcp_pli",
     "receive",
@@ -75,6 +78,7 @@ SENDER_NAMES = [
     "_RTCRtpSender__octet_count",
     "_RTCRtpSender__packet_count",
     "_handle_rtcp_packet",
+    "_retransmit",
     "_send_keyframe",
     "_ssrc",
     "_stream_id",
@@ -413,6 +417,63 @@ async def test_forwarding_sender(pcs: tuple[RTCPeerConnection, RTCPeerConnection
     requests = seen.key_frame_requests
     await aiortc_glue.send_pli(transceiver.receiver, forwarder.ssrc)
     await seen.until(lambda: seen.key_frame_requests > requests)
+    hold.stop()
+
+
+async def test_forwarding_sender_nacks_resend_and_report_mapping(
+    pcs: tuple[RTCPeerConnection, RTCPeerConnection],
+) -> None:
+    """With ``on_nack`` the glue gets the subscriber's NACKs (aiortc does not answer them);
+    ``resend`` goes out as RTX; Sender Reports carry ``sr_mapping``; ``drop_received_rtp``
+    loses packets before the receiver; ``tap_rtcp`` sees the SRs; ``send_nack`` and
+    ``disable_nack_generator`` work on a receiver."""
+    sending, receiving = pcs
+    hold = aiortc_glue.HoldTrack("video", "TR_glue")
+    sending_transceiver = sending.addTransceiver(hold, direction="sendonly")
+    seen, forwarder_started = Seen(), asyncio.Event()
+    nacks: list[list[int]] = []
+    reports: list[RtcpSrPacket] = []
+
+    def on_nack(lost: list[int]) -> None:
+        nacks.append(lost)
+        seen.note()
+
+    forwarder = aiortc_glue.ForwardingSender(
+        sending_transceiver.sender, "PA_glue", forwarder_started.set, lambda: None, on_nack
+    )
+    transceiver, receiver_started = await connect_with_tap(sending, receiving, seen, decode=False)
+    receiver = transceiver.receiver
+    aiortc_glue.drop_received_rtp(receiver, lambda p: p.sequence_number == 11)
+    aiortc_glue.tap_rtcp(
+        receiver, lambda p: (reports.append(p), seen.note()) if isinstance(p, RtcpSrPacket) else 0
+    )
+    aiortc_glue.disable_nack_generator(receiver)
+    assert receiver._RTCRtpReceiver__nack_generator is None  # type: ignore[attr-defined]
+    await asyncio.wait_for(forwarder_started.wait(), TIMEOUT_S)
+    await asyncio.wait_for(receiver_started.wait(), TIMEOUT_S)
+
+    forwarder.sr_mapping = (0x1234_5678_9ABC_DEF0, 4242)
+    source = RtpPacket(payload_type=96, sequence_number=1, timestamp=7, payload=b"\x10\x00abc")
+    for seq in (10, 11, 12):
+        await forwarder.send(source, seq, 9000)
+    await seen.until(lambda: len(seen.packets) >= 2)
+    assert [p.sequence_number for p in seen.packets] == [10, 12]  # 11 was "lost"
+
+    await aiortc_glue.send_nack(receiver, forwarder.ssrc, [11])
+    await seen.until(lambda: bool(nacks))
+    assert nacks == [[11]]
+    await forwarder.resend(source, 11, 9000)
+    await aiortc_glue.send_nack(receiver, forwarder.ssrc, [12])  # aiortc must not answer it
+    await seen.until(lambda: len(nacks) == 2)
+    await seen.until(lambda: len(seen.packets) >= 3)
+    rtx = seen.packets[2]
+    assert rtx.ssrc != forwarder.ssrc and rtx.payload == (11).to_bytes(2, "big") + b"\x10\x00abc"
+    assert len(seen.packets) == 3  # aiortc did not answer the second NACK itself
+
+    await seen.until(lambda: any(r.ssrc == forwarder.ssrc for r in reports))
+    (report, *_) = [r for r in reports if r.ssrc == forwarder.ssrc]
+    info = report.sender_info
+    assert (info.ntp_timestamp, info.rtp_timestamp) == (0x1234_5678_9ABC_DEF0, 4242)
     hold.stop()
 
 

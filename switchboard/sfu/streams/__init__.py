@@ -1,0 +1,1 @@
+"""Per-stream state of the forwarding path: what a Producer received, what a Consumer sent."""
