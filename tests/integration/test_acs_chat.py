@@ -178,10 +178,15 @@ async def _next_chat_event(ws: Any, name: str) -> dict[str, Any]:
                 return message
 
 
-async def test_events_reach_signalling_sockets(tls_server: TlsServer) -> None:
-    """Chat events arrive on the participants' signalling sockets (tokens with voip + chat)."""
+@pytest.mark.parametrize(
+    "bob_scopes", [("voip", "chat"), ("chat",)], ids=["voip and chat token", "chat-only token"]
+)
+async def test_events_reach_signalling_sockets(
+    tls_server: TlsServer, bob_scopes: tuple[str, ...]
+) -> None:
+    """Chat events arrive on the participants' signalling sockets, chat-only tokens too."""
     ada_id, ada_token = _user(tls_server, ("voip", "chat"))
-    bob_id, bob_token = _user(tls_server, ("voip", "chat"))
+    bob_id, bob_token = _user(tls_server, bob_scopes)
     headers = {"Authorization": f"Bearer {ada_token}"}
     api = "?api-version=2024-03-07"
     ssl = tls_server.ssl_context()

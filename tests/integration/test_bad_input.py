@@ -326,9 +326,6 @@ def expired_token(server: Server) -> str:
         pytest.param(lambda s: "not-a-token", "invalid_token", 4001, id="malformed token"),
         pytest.param(other_key_token, "invalid_token", 4001, id="token of another server"),
         pytest.param(expired_token, "invalid_token", 4001, id="expired token"),
-        pytest.param(
-            lambda s: s.token(scopes=("chat",)), "missing_scope", 4003, id="token without voip"
-        ),
     ],
 )
 async def test_refused_token_ends_the_session(
@@ -553,3 +550,16 @@ async def test_session_ends_when_its_token_expires(server: Server, join: Join) -
     assert {"type": "disconnect", "code": 4001, "reason": "token expired"} in before
     pid = joined["result"]["participant"]["id"]
     await watcher.until(lambda: watcher.left.get(pid) == "token_expired")
+
+
+async def test_chat_only_token_authenticates_but_cannot_join_a_call(
+    server: Server, raw: OpenRaw
+) -> None:
+    sock = await raw()
+    reply = await sock.request("authenticate", token=server.token(scopes=("chat",)))
+    assert reply["type"] == "reply" and reply["result"]["scopes"] == ["chat"]
+    await sock.alive()  # a chat-only socket stays open for chat events
+    assert await sock.error(rid("j", "join", room="r1", name="chatter"), "j") == "missing_scope"
+    closed, before = await sock.ended()
+    assert closed == 4003
+    assert [m["code"] for m in before if m["type"] == "disconnect"] == [4003]

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...sfu import SdpError
 from ...sfu.sdp_checks import media_directions
-from ..identity.tokens import CALL_SCOPES, TokenError, UserToken
+from ..identity.tokens import CALL_SCOPES, CHAT_SCOPES, TokenError, UserToken
 from ..keys import CONFIG, DIRECTORY, REVOCATIONS, ROOMS, ROOMS_API, TOKENS
 from ..rooms.service import RoomAccessError
 from ..traversal.credentials import ice_servers
@@ -28,8 +28,9 @@ CLOSE_FORBIDDEN = 4003
 
 
 def _verify(conn: Connection, token: str) -> UserToken:
-    """Verify a token for calls: signature, expiry, a call scope, not revoked (TokenError)."""
-    verified = conn.app[TOKENS].verify(token, required_scope=CALL_SCOPES)
+    """Verify a token for this socket: signature, expiry, a call or a chat scope (a chat-only
+    token gets chat events; ``join`` wants a call scope), not revoked (TokenError)."""
+    verified = conn.app[TOKENS].verify(token, required_scope=CALL_SCOPES + CHAT_SCOPES)
     if conn.app[REVOCATIONS].is_revoked(verified):
         raise TokenError("invalid_token", "token has been revoked")
     return verified
@@ -68,6 +69,8 @@ async def refresh_token(conn: Connection, msg: dict[str, Any]) -> Result:
         raise ProtocolError(code, exc.message) from None
     if token.user_id != conn.token.user_id:
         raise ProtocolError("wrong_identity", "the new token is for another identity")
+    if conn.participant is not None and not any(s in CALL_SCOPES for s in token.scopes):
+        raise ProtocolError("missing_scope", "a session in a call needs a call scope")
     conn.token = token
     conn.expire_at(token.expires_at)
     return _token_result(token)
@@ -77,6 +80,10 @@ async def join(conn: Connection, msg: dict[str, Any]) -> Result:
     if conn.participant is not None:
         raise ProtocolError("already_joined", "this socket has joined a room already")
     assert conn.token is not None
+    if not any(scope in CALL_SCOPES for scope in conn.token.scopes):
+        message = "joining a call needs a token with the voip or voip.join scope"
+        conn.send(outbound.error(msg["id"], "missing_scope", message))
+        raise CloseSession(CLOSE_FORBIDDEN, message)
     try:
         access = await conn.app[ROOMS_API].access(msg["room"], conn.token.user_id)
     except RoomAccessError as exc:

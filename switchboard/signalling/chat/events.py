@@ -20,14 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..identity.tokens import UserToken
+from ..identity.tokens import CHAT_SCOPES, UserToken
 
 if TYPE_CHECKING:
     from ..calls.directory import Directory
 
 Event = dict[str, Any]
 Listener = Callable[[Iterable[str], Event], None]
-CHAT_SCOPES = ("chat", "chat.join", "chat.join.limited")
 
 
 def event(name: str, thread_id: str, **fields: Any) -> Event:

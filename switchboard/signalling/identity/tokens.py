@@ -30,6 +30,7 @@ import jwt
 # scope it accepts is present, whatever else the token holds.
 SCOPES = frozenset({"chat", "chat.join", "chat.join.limited", "voip", "voip.join"})
 CALL_SCOPES = ("voip", "voip.join")
+CHAT_SCOPES = ("chat", "chat.join", "chat.join.limited")
 
 ALGORITHM = "HS256"  # the only algorithm accepted; "none" and all others are refused
 MIN_EXPIRES_IN_MINUTES = 1  # mint's bounds; the REST API narrows them to 60..1440 as ACS does
