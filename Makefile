@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/switchboard serve $(ARGS)
@@ -33,6 +33,10 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-run
+
+# Forwarding hot path, quick version (< 1 minute): table on stdout, JSON in benchmarks/results/.
+bench: $(VENV)/.installed-run
+	$(BIN)/python benchmarks/hot_path.py --quick --json benchmarks/results/hot_path.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
