@@ -17,8 +17,8 @@ test: $(VENV)/.installed-test
 	scripts/in-netns $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check switchboard tests
-	$(BIN)/ruff format --check switchboard tests
+	$(BIN)/ruff check switchboard tests benchmarks
+	$(BIN)/ruff format --check switchboard tests benchmarks
 	$(BIN)/mypy switchboard
 
 $(BIN)/python:
