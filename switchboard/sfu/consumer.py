@@ -45,6 +45,7 @@ class Consumer:
         "send_errors",
         "_sender",
         "_seq",
+        "_paused_by_mute",
         "_needs_key_frame",
         "_on_closed",
         "_sent",
@@ -68,6 +69,7 @@ class Consumer:
         self._sender = sender
         self._seq = SeqRewriter()
         self._needs_key_frame = producer.kind == "video"
+        self._paused_by_mute = False
         self._on_closed: list[Callable[[Consumer], None]] = []
         self._sent = SentSeqMap()
         self.packets_resent = 0
@@ -128,6 +130,15 @@ class Consumer:
         """Forward one packet of the Producer (``ext_seq``: its extended sequence number)."""
         if self.closed or not self._sender.started:
             return
+        if self.producer.muted:  # muted (by its owner or a presenter): nothing is forwarded
+            self._paused_by_mute = True
+            return
+        if self._paused_by_mute:  # unmuted: resume without a sequence gap, video on a key frame
+            self._paused_by_mute = False
+            if self.producer.kind == "video":
+                self._needs_key_frame = True
+            else:
+                self._seq.sync(ext_seq)
         if self._needs_key_frame:
             if not key_frame:
                 self.producer.request_key_frame()

@@ -270,6 +270,13 @@ async def test_presenter_mutes_and_removes_others(
     result = await pres.room.request("mute_participant", participant_id=att_id)
     assert result == {"track_ids": [audio]}
     await pres.until(lambda: pres.muted.get(audio) is True)
+    # the SFU stops forwarding the muted track (the attendee's client keeps sending it)
+    heard = pres.tracks[audio].packets
+    video_frames = pres.frames_from(att, "video")
+    await pres.until(lambda: pres.frames_from(att, "video") >= video_frames + 30)  # ~1 s
+    assert pres.tracks[audio].packets - heard <= 5  # at most what was already on its way
+    await att.room.mute(audio, False)  # its owner may unmute
+    await pres.until(lambda: pres.tracks[audio].packets > heard + 20)
 
     await pres.room.request("remove_participant", participant_id=att_id)
     await asyncio.wait_for(att.room.ended.wait(), EVICTION_DEADLINE_S)
