@@ -154,9 +154,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # aioice logs every connectivity check at INFO: keep it for --log-level debug.
+    # aioice logs every connectivity check and alembic every plugin at INFO: keep those for
+    # --log-level debug.
     if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("aioice").setLevel(logging.WARNING)
+        for noisy in ("aioice", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     key, created = ensure_data_dir(args.data_dir)
     if created:
         print(f"created data directory {args.data_dir} and its access key")
