@@ -380,15 +380,13 @@ class ForwardingSender:
         32-bit RTP ``ts``; header extensions are rewritten to the subscriber's ids (RFC 8285):
         MID, abs-send-time and, for audio, the level (RFC 6464). Raises ConnectionError when the
         transport is not connected."""
-        out = self._rewrite(packet, seq, ts, audio_level)
+        now_ntp = clock.current_ntp_time()  # one clock read per packet: abs-send-time and SR
+        out = self._rewrite(packet, seq, ts, audio_level, now_ntp)
         sender = self._sender
         sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = out  # type: ignore[attr-defined]
         await self._transport._send_rtp(out.serialize(self._ext_map))
         # What aiortc's Sender Reports (RFC 3550 §6.4.1) and getStats() read.
-        if self.sr_mapping is None:
-            ntp, rtp_ts = clock.current_ntp_time(), ts
-        else:
-            ntp, rtp_ts = self.sr_mapping
+        ntp, rtp_ts = (now_ntp, ts) if self.sr_mapping is None else self.sr_mapping
         sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = rtp_ts  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
@@ -399,11 +397,13 @@ class ForwardingSender:
         negotiated RTX payload type and SSRC (RFC 4588 §4), else as the original packet."""
         sender = self._sender
         sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = self._rewrite(  # type: ignore[attr-defined]
-            packet, seq, ts, audio_level
+            packet, seq, ts, audio_level, clock.current_ntp_time()
         )
         await sender._retransmit(seq)
 
-    def _rewrite(self, packet: RtpPacket, seq: int, ts: int, audio_level: Any) -> RtpPacket:
+    def _rewrite(
+        self, packet: RtpPacket, seq: int, ts: int, audio_level: Any, now_ntp: int
+    ) -> RtpPacket:
         out = RtpPacket(
             payload_type=self.payload_type,
             marker=packet.marker,
@@ -414,7 +414,7 @@ class ForwardingSender:
         )
         ext = out.extensions
         ext.mid = self._mid
-        ext.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        ext.abs_send_time = (now_ntp >> 14) & 0x00FFFFFF  # 6.18 fixed-point seconds
         ext.audio_level = audio_level
         return out
 
