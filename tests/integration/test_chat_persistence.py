@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,40 +33,9 @@ from switchboard.signalling.identity.routes import new_identity_id
 from switchboard.signalling.identity.tokens import TokenService
 from switchboard.signalling.store import Store
 from switchboard.signalling.store.models import Base
+from tests.helpers.serve import start_serve
 
 API = {"api-version": "2024-03-07"}
-LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
-
-
-async def _start_server(data_dir: Path) -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "switchboard.signalling.cli",
-        "serve",
-        "--port",
-        "0",
-        "--no-demo",
-        "--data-dir",
-        str(data_dir),
-        "--ice-address",
-        "127.0.0.1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        while line := (await process.stdout.readline()).decode():
-            if match := LISTENING.search(line):
-                # keep draining, so that the pipe never fills
-                asyncio.ensure_future(_drain(process.stdout))
-                return process, match[1]
-    raise AssertionError("the server exited before listening")
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
 
 
 def _key(data_dir: Path) -> bytes:
@@ -78,7 +45,8 @@ def _key(data_dir: Path) -> bytes:
 
 
 async def test_sigkill_loses_no_acknowledged_message(tmp_path: Path) -> None:
-    process, url = await _start_server(tmp_path)
+    served = await start_serve("--no-demo", "--data-dir", str(tmp_path))
+    process, url = served.process, served.url
     tokens = TokenService(_key(tmp_path))
     user = new_identity_id(_key(tmp_path))
     headers = {"Authorization": f"Bearer {tokens.mint(user, ['chat'], 60)[0]}"}
@@ -112,7 +80,9 @@ async def test_sigkill_loses_no_acknowledged_message(tmp_path: Path) -> None:
         assert process.returncode == -signal.SIGKILL
         assert len(acknowledged) >= 60
 
-        process, url = await _start_server(tmp_path)
+        await served.stop()  # collects the killed process and its pipes
+        served = await start_serve("--no-demo", "--data-dir", str(tmp_path))
+        url = served.url
         try:
             stored: set[str] = set()
             next_url: str | None = f"{url}/chat/threads/{thread}/messages?maxPageSize=200"
@@ -124,8 +94,7 @@ async def test_sigkill_loses_no_acknowledged_message(tmp_path: Path) -> None:
                 next_url = body.get("nextLink")
             assert set(acknowledged) <= stored
         finally:
-            process.terminate()
-            await process.wait()
+            await served.stop()
 
 
 def test_a_database_from_before_migrations_is_upgraded(tmp_path: Path) -> None:

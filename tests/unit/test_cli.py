@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import socket
@@ -23,6 +22,7 @@ from switchboard.signalling.datadir import (
 )
 from switchboard.signalling.identity.hmac_auth import parse_connection_string, sign_request
 from switchboard.signalling.identity.tokens import TokenService
+from tests.helpers.serve import start_serve
 
 USER = "8:acs:00000000-0000-4000-8000-000000000000_11111111-1111-4111-8111-111111111111"
 
@@ -221,37 +221,15 @@ def test_join_takes_its_arguments_from_the_client() -> None:
     assert "switchboard join" in result.stdout and "--room" in result.stdout
 
 
-async def read_line(stream: asyncio.StreamReader) -> str:
-    line = await asyncio.wait_for(stream.readline(), timeout=60)
-    assert line, "the server exited early"
-    return line.decode().rstrip("\n")
-
-
 async def run_server(data_dir: Path) -> tuple[list[str], str, str]:
     """Start ``serve --port 0``, wait for its ready line, create an identity with a token
     through the printed connection string, fetch the demo page, stop it (SIGTERM).
 
     Returns (stdout lines up to the ready line, the token obtained, all of stderr).
     """
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "switchboard.signalling.cli",
-        "serve",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        "--ice-address",
-        "127.0.0.1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout and process.stderr
+    served = await start_serve("--data-dir", str(data_dir))
+    lines = served.lines
     try:
-        lines: list[str] = []
-        while not lines or not lines[-1].startswith("Switchboard listening on "):
-            lines.append(await read_line(process.stdout))
         endpoint, key_b64 = parse_connection_string(
             next(line for line in lines if line.startswith("endpoint="))
         )
@@ -267,10 +245,8 @@ async def run_server(data_dir: Path) -> tuple[list[str], str, str]:
                 assert response.status == 200
                 assert response.content_type == "text/html"
     finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), timeout=60)
-    stderr = (await process.stderr.read()).decode()
-    return lines, token, stderr
+        await served.stop()
+    return lines, token, served.stderr
 
 
 async def test_serve(tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import stat
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,8 +13,9 @@ from cryptography import x509
 
 from switchboard.signalling.datadir import ensure_data_dir
 from switchboard.signalling.tls import ensure_self_signed, self_signed_paths
+from tests.helpers.serve import serving
 
-from .test_cli import cli, read_line
+from .test_cli import cli
 
 
 def _names(cert_path: Path) -> set[str]:
@@ -40,34 +38,6 @@ def test_self_signed_certificate_is_made_once(tmp_path: Path) -> None:
     assert again == (cert, key, False) and (cert.read_bytes(), key.read_bytes()) == before
 
 
-@asynccontextmanager
-async def serving(*args: str) -> AsyncIterator[list[str]]:
-    """``serve --port 0 ARGS``, until its ready line; yields the stdout lines so far."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "switchboard.signalling.cli",
-        "serve",
-        "--port",
-        "0",
-        "--no-demo",
-        "--ice-address",
-        "127.0.0.1",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout
-    try:
-        lines: list[str] = []
-        while not lines or not lines[-1].startswith("Switchboard listening on "):
-            lines.append(await read_line(process.stdout))
-        yield lines
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), timeout=60)
-
-
 def _connection_string(lines: list[str]) -> str:
     return next(line for line in lines if line.startswith("endpoint="))
 
@@ -75,7 +45,8 @@ def _connection_string(lines: list[str]) -> str:
 async def test_serve_tls_self_signed_with_the_identity_sdk(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cert, _ = self_signed_paths(data)
-    async with serving("--data-dir", str(data), "--tls", "self-signed") as lines:
+    async with serving("--data-dir", str(data), "--tls", "self-signed") as served:
+        lines = served.lines
         assert (
             f"created self-signed TLS certificate {cert} (clients trust it by this path)" in lines
         )
@@ -89,7 +60,8 @@ async def test_serve_tls_self_signed_with_the_identity_sdk(tmp_path: Path) -> No
     first_cert = cert.read_bytes()
 
     # A restart reuses the certificate, and the identity made before is still there.
-    async with serving("--data-dir", str(data), "--tls", "self-signed") as lines:
+    async with serving("--data-dir", str(data), "--tls", "self-signed") as served:
+        lines = served.lines
         assert f"using self-signed TLS certificate {cert} (clients trust it by this path)" in lines
         client = CommunicationIdentityClient.from_connection_string(
             _connection_string(lines), connection_verify=str(cert)
@@ -104,7 +76,10 @@ async def test_serve_tls_self_signed_with_the_identity_sdk(tmp_path: Path) -> No
 async def test_serve_with_given_certificate_files(tmp_path: Path) -> None:
     cert, key, _ = ensure_self_signed(tmp_path / "own")
     data = str(tmp_path / "data")
-    async with serving("--data-dir", data, "--tls-cert", str(cert), "--tls-key", str(key)) as lines:
+    async with serving(
+        "--data-dir", data, "--tls-cert", str(cert), "--tls-key", str(key)
+    ) as served:
+        lines = served.lines
         client = CommunicationIdentityClient.from_connection_string(
             _connection_string(lines), connection_verify=str(cert)
         )
