@@ -1,42 +1,58 @@
-"""Forwarding hot-path benchmark: CPU time per forwarded RTP packet, in µs (issue 6, step 1).
+"""Forwarding hot-path benchmark: CPU time per forwarded RTP packet, in µs (issue 6).
 
 One publisher's SRTP stream enters the SFU in-process and is forwarded to N subscribers, each
-with its own SRTP session and its own connected UDP socket to a loopback sink (127.0.0.1).
-A *forwarded packet* is one packet sent to one subscriber: the figure is the process's CPU
-time (``time.process_time``: user + system, so the kernel's loopback delivery counts) over a
-batch of received packets, divided by received packets × N.
+with its own SRTP session, its own aioice Connection whose nominated pair goes from its own
+UDP socket to a loopback sink (127.0.0.1). A *forwarded packet* is one packet sent to one
+subscriber: the figure is the process's CPU time (``time.process_time``: user + system, so
+the kernel's loopback delivery counts) over a batch of received packets, divided by received
+packets × N.
 
 Inside the measured path, per received packet, all real code:
 
+* ingress ``socket`` only: the event loop polling the SFU's publish-side UDP socket, aioice's
+  ``StunProtocol.datagram_received`` (a failed STUN parse) → ``Connection`` queue →
+  ``Connection.recv``;
 * aiortc ``RTCDtlsTransport._recv_next``: byte counters, RFC 7983 first-byte demux, arrival
   clock, libsrtp ``unprotect`` (pylibsrtp), ``_handle_rtp_data`` (``RtpPacket.parse``, the
-  ``RtpRouter`` lookup) and ``RTCRtpReceiver._handle_rtp_packet`` as wrapped by
-  ``aiortc_glue.ReceiveTap``;
+  ``RtpRouter`` lookup) and the receiver's ``_handle_rtp_packet`` as wrapped by
+  ``aiortc_glue.ReceiveTap`` (``decode=False``);
 * Switchboard: ``Producer._receive`` (extended seq, key frame, video cache and
   ``RtpStreamRecv``), ``Router._on_producer_rtp`` (active-speaker levels for audio, the fan-out
-  loop), per subscriber ``Consumer.send_rtp`` (seq rewrite, ``SentSeqMap``) and
-  ``ForwardingSender.send`` (a new ``RtpPacket``, ``serialize``, the aiortc sender's history
-  and counters);
-* aiortc ``RTCDtlsTransport._send_rtp`` (libsrtp ``protect``) and a ``sendto`` on a connected
-  asyncio datagram transport, then the kernel's loopback delivery to the sink's socket;
-* after the fan-out, aiortc's own receive bookkeeping (statistics, remote bitrate estimator,
-  depayload, jitter buffer; no decoder thread, as in production after ``ReceiveTap`` stops it).
+  loop), per subscriber ``Consumer.forward_rtp`` (seq rewrite, ``SentSeqMap``) and
+  ``ForwardingSender.forward``:
 
-Outside it (not measured): aioice (its ``datagram_received`` → queue → ``Connection.recv`` on
-the way in, and ``Connection.send`` → nominated pair → ``protocol.send_data`` on the way out:
-``RTCIceTransport._recv``/``_send`` are replaced by a deque and the datagram transport), the
-event loop's socket polling, DTLS (the SRTP keys are random, no handshake), the publisher's
-packetisation and encryption (done before timing), RTCP timers (never started) and the sinks
-draining their sockets (every ``SINK_CHUNK_PACKETS`` received packets, untimed). Negotiation
-is skipped: the transports are put in the connected state and each ``ForwardingSender`` gets
-the payload type, MID and header extension ids a negotiation would have given it.
+  - path ``fast``: the prebuilt header patched in place (marker, PT, seq, ts,
+    abs-send-time, audio level), the payload copied after it, libsrtp ``srtp_protect`` on
+    the sender's buffer, ``sendto`` on the nominated pair's datagram transport, aiortc's
+    counters;
+  - path ``aiortc`` (the path before the fast ones): a new ``RtpPacket``, ``serialize``,
+    aiortc ``RTCDtlsTransport._send_rtp`` (pylibsrtp ``protect``), aioice
+    ``Connection.send`` → ``StunProtocol.send_data`` → ``sendto``, aiortc's counters;
+
+  then the kernel's loopback delivery to the sink's socket;
+* after the fan-out, aiortc's receive bookkeeping behind the tap (statistics for RR, remote
+  bitrate estimator for REMB, RTX unwrapping; no decoder thread; path ``fast``: no
+  depayloading and no jitter buffer either, as in production now; path ``aiortc``: both, as
+  before).
+
+Outside it (not measured): with ingress ``deque`` (the default), aioice and the event loop on
+the way in (``RTCIceTransport._recv`` pops a deque); DTLS (the SRTP keys are random, no
+handshake), the publisher's packetisation, encryption and sending (done before timing), RTCP
+timers (never started) and the sinks draining their sockets (every ``SINK_CHUNK_PACKETS``
+received packets, untimed). Negotiation is skipped: the transports are put in the connected
+state and each ``ForwardingSender`` gets the parameters a negotiation would have given it
+(``ForwardingSender.negotiated``).
 
 Two reference points, measured in the same run: ``srtp_protect_sendto``, the floor of a
 Python loop (sequence number rewritten in place with ``struct.pack_into`` on a preallocated
 buffer, pylibsrtp ``protect``, ``socket.send`` on a connected socket) and
 ``rtp_parse_serialize`` (aiortc ``RtpPacket.parse`` + ``serialize``), both per packet.
 
-Usage: ``python benchmarks/hot_path.py [--quick] [--json PATH]``.
+Variants, measured side by side in one run (interleaved per kind and N, each in a new event
+loop): ``--path aiortc,fast``, ``--loop asyncio,uvloop``, ``--ingress deque,socket``.
+
+Usage: ``python benchmarks/hot_path.py [--quick] [--json PATH] [--path P,...] [--loop L,...]
+[--ingress I,...] [--srtp-profile NAME]``.
 """
 
 from __future__ import annotations
@@ -56,8 +72,10 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aioice
+import aioice.ice
 from aiortc import RTCCertificate, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import SRTP_PROFILES, RTCDtlsTransport, SRTPProtectionProfile, State
 from aiortc.rtcrtpparameters import (
@@ -80,12 +98,14 @@ SINK_RCVBUF_BYTES = 64 * 1024 * 1024  # asked for; without CAP_NET_ADMIN, rmem_m
 # Packets forwarded between two drains of the sinks (not timed): a 4 MiB rmem_max holds about
 # 3,600 video packets (2.3 KiB of skb each), so a sink never overflows.
 SINK_CHUNK_PACKETS = 1000
+PROCESS_TIMEOUT_S = 30.0
 URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 PUBLISHER_EXT_IDS = {URI_MID: 1, URI_ABS_SEND_TIME: 2, URI_AUDIO_LEVEL: 3}
 SUBSCRIBER_EXT_IDS = {URI_MID: 4, URI_ABS_SEND_TIME: 5, URI_AUDIO_LEVEL: 6}
 MID = "0"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -268,30 +288,60 @@ class HotPath:
     router: Router
     subscribers: list[Subscriber] = field(default_factory=list)
     inbox: collections.deque[bytes] = field(default_factory=collections.deque)
+    ingress: socket.socket | None = None  # the publisher's socket (``socket`` ingress)
+    ingress_datagram: asyncio.DatagramTransport | None = None  # the SFU's publish socket
 
     @classmethod
     async def create(
-        cls, kind: MediaKind, subscribers: int, profile: SRTPProtectionProfile
+        cls,
+        kind: MediaKind,
+        subscribers: int,
+        profile: SRTPProtectionProfile,
+        send_path: str = "fast",
+        ingress: str = "deque",
     ) -> HotPath:
-        """Wire a Producer of ``kind`` to ``subscribers`` Consumers, each with its own sink."""
-        loop = asyncio.get_running_loop()
+        """Wire a Producer of ``kind`` to ``subscribers`` Consumers, each with its own sink.
+
+        ``send_path``: ``fast`` (``ForwardingSender``'s fast path) or ``aiortc`` (the path
+        before the fast paths: the same sender with ``fast`` off, so a new ``RtpPacket``
+        serialised and sent through aiortc's ``_send_rtp`` and aioice's ``Connection.send``,
+        and aiortc's whole receive bookkeeping behind the Producer's tap, depayloading and
+        jitter buffer included: a receiver whose ``_handle_rtp_packet`` is already an
+        instance attribute keeps it under ``ReceiveTap``).
+        ``ingress``: ``deque`` (the publisher's datagrams handed to aiortc's DTLS transport
+        from a deque: no socket, no event loop) or ``socket`` (sent to a UDP socket of the
+        publish side's aioice Connection: the event loop polls it, aioice's
+        ``datagram_received`` queues each datagram and ``Connection.recv`` hands it over)."""
         certificate = RTCCertificate.generateCertificate()
         publisher = Publisher(kind, profile)
         inbox: collections.deque[bytes] = collections.deque()
 
         publish_dtls = _connected_dtls(certificate, profile, rx_key=publisher.key)
         ice = publish_dtls.transport
+        publisher_socket: socket.socket | None = None
+        ingress_datagram: asyncio.DatagramTransport | None = None
+        if ingress == "socket":
+            publisher_socket = _make_sink()  # also takes the SFU's RTCP, never read
+            ingress_datagram = await _nominate(ice, publisher_socket.getsockname())
+            ingress_datagram.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, SINK_RCVBUF_BYTES
+            )
+            publisher_socket.connect(ingress_datagram.get_extra_info("sockname"))
+            ice._recv = ice._connection.recv  # type: ignore[method-assign]
+        else:
 
-        async def recv() -> bytes:
-            return inbox.popleft()
+            async def recv() -> bytes:
+                return inbox.popleft()
 
-        async def discard(data: bytes) -> None:  # the SFU's RTCP to the publisher
-            pass
+            async def discard(data: bytes) -> None:  # the SFU's RTCP to the publisher
+                pass
 
-        ice._recv = recv  # type: ignore[attr-defined]
-        ice._send = discard  # type: ignore[attr-defined]
+            ice._recv = recv  # type: ignore[method-assign]
+            ice._send = discard  # type: ignore[method-assign]
 
         receiver = RTCRtpReceiver(kind.name, publish_dtls)
+        if send_path == "aiortc":  # the path before: aiortc's whole receive bookkeeping too
+            receiver._handle_rtp_packet = receiver._handle_rtp_packet  # type: ignore[method-assign]
         codec = _codec_params(kind, kind.publisher_pt)
         receive_parameters = RTCRtpReceiveParameters(
             codecs=[codec],
@@ -318,31 +368,36 @@ class HotPath:
             on_loss=router._on_producer_loss,
         )
         router.add_producer(producer)
-        path = cls(kind, profile, publisher, publish_dtls, producer, router, inbox=inbox)
+        path = cls(
+            kind,
+            profile,
+            publisher,
+            publish_dtls,
+            producer,
+            router,
+            inbox=inbox,
+            ingress=publisher_socket,
+            ingress_datagram=ingress_datagram,
+        )
 
         for index in range(subscribers):
             key = _srtp_key(profile)
             dtls = _connected_dtls(certificate, profile, tx_key=key)
             sink = _make_sink()
-            datagram, _ = await loop.create_datagram_endpoint(
-                asyncio.DatagramProtocol,
-                local_addr=(LOOPBACK, 0),
-                remote_addr=sink.getsockname(),
-            )
-            dtls.transport._send = _sendto(datagram)  # type: ignore[assignment]
+            datagram = await _nominate(dtls.transport, sink.getsockname())
             sender = RTCRtpSender(kind.name, dtls)
-            forwarding = ForwardingSender(sender, f"stream-{index}", _nothing, _nothing)
-            # What negotiation would have set (ForwardingSender's wrapped ``send`` does it).
-            sender._RTCRtpSender__rtp_header_extensions_map.configure(  # type: ignore[attr-defined]
-                RTCRtpSendParameters(
-                    codecs=[_codec_params(kind, kind.subscriber_pt)],
-                    headerExtensions=_ext_params(SUBSCRIBER_EXT_IDS, kind),
-                    muxId=MID,
-                )
+            forwarding = ForwardingSender(
+                sender, f"stream-{index}", _nothing, _nothing, on_nack=_ignore
             )
-            forwarding.payload_type = kind.subscriber_pt
-            forwarding._mid = MID
-            forwarding.started = True
+            # What negotiation would have set (aiortc's ``send`` and ForwardingSender's).
+            parameters = RTCRtpSendParameters(
+                codecs=[_codec_params(kind, kind.subscriber_pt)],
+                headerExtensions=_ext_params(SUBSCRIBER_EXT_IDS, kind),
+                muxId=MID,
+            )
+            sender._RTCRtpSender__rtp_header_extensions_map.configure(parameters)  # type: ignore[attr-defined]
+            forwarding.negotiated(parameters)
+            forwarding.fast = send_path == "fast"
             consumer = Consumer(f"consumer-{index}", producer, f"subscriber-{index}", forwarding)
             router.add_consumer(consumer)
             path.subscribers.append(Subscriber(key, dtls, forwarding, consumer, sink, datagram))
@@ -350,11 +405,26 @@ class HotPath:
 
     async def forward(self, packets: list[bytes]) -> None:
         """Run SRTP ``packets`` from the publisher through the path, one by one."""
-        inbox = self.inbox
+        self.inject(packets)
+        await self.process(len(packets))
+
+    def inject(self, packets: list[bytes]) -> None:
+        """Hand SRTP ``packets`` to the ingress: the deque, or the publisher's socket (they
+        wait in the SFU socket's receive buffer, up to ``SINK_CHUNK_PACKETS`` of them)."""
+        if self.ingress is None:
+            self.inbox.extend(packets)
+        else:
+            send = self.ingress.send
+            for data in packets:
+                send(data)
+
+    async def process(self, count: int) -> None:
+        """Let the SFU receive and forward ``count`` injected packets (aiortc's DTLS receive
+        loop, ``RTCDtlsTransport.__run``, does the same)."""
         recv_next = self.publish_dtls._recv_next
-        for data in packets:
-            inbox.append(data)
-            await recv_next()
+        async with asyncio.timeout(PROCESS_TIMEOUT_S):  # a datagram lost on the way in
+            for _ in range(count):
+                await recv_next()
 
     def drain_sinks(self) -> list[list[bytes]]:
         """What each subscriber's sink received since the last call (SRTP, in order)."""
@@ -363,6 +433,9 @@ class HotPath:
     def close(self) -> None:
         """Close the router, the sockets and the datagram transports."""
         self.router.close()
+        if self.ingress is not None and self.ingress_datagram is not None:
+            self.ingress.close()
+            self.ingress_datagram.close()
         for subscriber in self.subscribers:
             subscriber.datagram.close()
             subscriber.sink.close()
@@ -372,16 +445,26 @@ def _nothing() -> None:
     pass
 
 
-def _sendto(
-    datagram: asyncio.DatagramTransport,
-) -> Callable[[bytes], Coroutine[Any, Any, None]]:
-    """``RTCIceTransport._send`` as a connected datagram transport's ``sendto``."""
-    sendto = datagram.sendto
+def _ignore(lost: list[int]) -> None:
+    pass
 
-    async def send(data: bytes) -> None:
-        sendto(data)
 
-    return send
+async def _nominate(ice: RTCIceTransport, sink: tuple[str, int]) -> asyncio.DatagramTransport:
+    """Give ``ice``'s aioice Connection a nominated pair from a UDP socket on 127.0.0.1 to
+    ``sink``, as connectivity checks would (host candidates, component 1), and make aiortc
+    send through it (``RTCIceTransport.start`` sets ``_send`` so). Returns the socket's
+    datagram transport."""
+    connection = ice._connection
+    loop = asyncio.get_running_loop()
+    datagram, protocol = await loop.create_datagram_endpoint(
+        lambda: aioice.ice.StunProtocol(connection), local_addr=(LOOPBACK, 0)
+    )
+    local = datagram.get_extra_info("sockname")
+    protocol.local_candidate = aioice.Candidate("1", 1, "udp", 1, local[0], local[1], "host")
+    remote = aioice.Candidate("2", 1, "udp", 1, sink[0], sink[1], "host")
+    connection._nominated[1] = aioice.ice.CandidatePair(protocol, remote)
+    ice._send = connection.send  # type: ignore[method-assign]
+    return datagram
 
 
 def _connected_dtls(
@@ -419,6 +502,8 @@ async def measure_hot_path(
     packets_per_rep: int,
     repetitions: int,
     profile: SRTPProtectionProfile,
+    path_name: str = "fast",
+    ingress: str = "deque",
 ) -> tuple[Stats, float]:
     """CPU µs per forwarded packet for ``subscribers`` Consumers of one ``kind`` Producer.
 
@@ -427,12 +512,13 @@ async def measure_hot_path(
     and the fraction of forwarded packets the sinks received (below 1 only if a sink's
     receive buffer overflowed).
     """
-    path = await HotPath.create(kind, subscribers, profile)
+    path = await HotPath.create(kind, subscribers, profile, path_name, ingress)
     try:
         publisher = path.publisher
         _, warmup = publisher.packets(packets_per_rep)
-        await path.forward(warmup)
-        path.drain_sinks()
+        for chunk in range(0, packets_per_rep, SINK_CHUNK_PACKETS):
+            await path.forward(warmup[chunk : chunk + SINK_CHUNK_PACKETS])
+            path.drain_sinks()
         samples_us: list[float] = []
         received = 0
         for _ in range(repetitions):
@@ -440,8 +526,10 @@ async def measure_hot_path(
             gc.collect()
             elapsed = 0.0
             for chunk in range(0, packets_per_rep, SINK_CHUNK_PACKETS):
+                packets = batch[chunk : chunk + SINK_CHUNK_PACKETS]
+                path.inject(packets)  # not timed: the publisher's sending
                 start = time.process_time()
-                await path.forward(batch[chunk : chunk + SINK_CHUNK_PACKETS])
+                await path.process(len(packets))
                 elapsed += time.process_time() - start
                 received += sum(len(got) for got in path.drain_sinks())
             samples_us.append(elapsed * 1e6 / (packets_per_rep * subscribers))
@@ -528,19 +616,64 @@ QUICK = Settings(subscribers=(1, 10, 50), sends_per_rep=5000, min_packets=150, r
 FULL = Settings(subscribers=(1, 10, 50), sends_per_rep=20000, min_packets=600, repetitions=21)
 
 
-async def run(settings: Settings, profile: SRTPProtectionProfile) -> dict[str, Any]:
-    """Measure everything; returns the JSON document (``results``, ``references``, ``machine``)."""
+PATHS = ("aiortc", "fast")
+LOOPS = ("asyncio", "uvloop")
+INGRESSES = ("deque", "socket")
+
+
+def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
+    """A new event loop: ``asyncio`` (the default selector loop) or ``uvloop``."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def _run_in(loop_name: str, coro: Coroutine[Any, Any, T]) -> T:
+    loop = new_event_loop(loop_name)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def run(
+    settings: Settings,
+    profile: SRTPProtectionProfile,
+    paths: tuple[str, ...] = ("fast",),
+    loops: tuple[str, ...] = ("asyncio",),
+    ingresses: tuple[str, ...] = ("deque",),
+) -> dict[str, Any]:
+    """Measure everything; returns the JSON document (``results``, ``references``, ``machine``).
+
+    The variants (``ingresses`` × ``paths`` × ``loops``) are interleaved for each kind and N,
+    each in a new event loop, so that they see the same machine noise."""
     results: list[dict[str, Any]] = []
     references: list[dict[str, Any]] = []
     for kind in (AUDIO, VIDEO):
         for n in settings.subscribers:
             packets = max(settings.min_packets, settings.sends_per_rep // n)
-            stats, delivered = await measure_hot_path(
-                kind, n, packets, settings.repetitions, profile
-            )
-            results.append(
-                {"kind": kind.name, "subscribers": n, **_rounded(stats), "delivered": delivered}
-            )
+            for ingress in ingresses:
+                for path in paths:
+                    for loop_name in loops:
+                        stats, delivered = _run_in(
+                            loop_name,
+                            measure_hot_path(
+                                kind, n, packets, settings.repetitions, profile, path, ingress
+                            ),
+                        )
+                        results.append(
+                            {
+                                "kind": kind.name,
+                                "subscribers": n,
+                                "ingress": ingress,
+                                "path": path,
+                                "loop": loop_name,
+                                **_rounded(stats),
+                                "delivered": delivered,
+                            }
+                        )
         for name, measure in (
             ("srtp_protect_sendto", measure_srtp_sendto_floor),
             ("rtp_parse_serialize", measure_parse_serialize),
@@ -586,18 +719,26 @@ def _cpu_model() -> str:
 
 
 def format_table(document: dict[str, Any]) -> str:
-    """The results as a plain-text table, with the references and the ratios to them."""
+    """The results as a plain-text table, with the references and the ratios to them: each
+    row to the floor, and each variant to the first path and loop of the same kind and N."""
     floor = {r["kind"]: r for r in document["references"] if r["name"] == "srtp_protect_sendto"}
     parse = {r["kind"]: r for r in document["references"] if r["name"] == "rtp_parse_serialize"}
+    first: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in document["results"]:
+        first.setdefault((r["kind"], r["subscribers"]), r)
     lines = [
         "µs of CPU per forwarded packet (min / median / max over repetitions)",
-        f"{'kind':<6} {'N':>3} {'min':>8} {'median':>8} {'max':>8} {'×floor':>7} {'delivered':>9}",
+        f"{'kind':<6} {'N':>3} {'ingress':<7} {'path':<7} {'loop':<8} {'min':>8} {'median':>8} "
+        f"{'max':>8} {'×floor':>7} {'×first':>7} {'delivered':>9}",
     ]
     for r in document["results"]:
         ratio = r["median_us"] / floor[r["kind"]]["median_us"]
+        base = first[(r["kind"], r["subscribers"])]["median_us"]
         lines.append(
-            f"{r['kind']:<6} {r['subscribers']:>3} {r['min_us']:>8.2f} {r['median_us']:>8.2f} "
-            f"{r['max_us']:>8.2f} {ratio:>7.1f} {r['delivered']:>9.1%}"
+            f"{r['kind']:<6} {r['subscribers']:>3} {r['ingress']:<7} {r['path']:<7} "
+            f"{r['loop']:<8} "
+            f"{r['min_us']:>8.2f} {r['median_us']:>8.2f} {r['max_us']:>8.2f} {ratio:>7.1f} "
+            f"{r['median_us'] / base:>7.2f} {r['delivered']:>9.1%}"
         )
     lines.append("references, µs per packet (min / median / max)")
     for table in (floor, parse):
@@ -614,6 +755,16 @@ def format_table(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(value: str) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in value.split(",") if name.strip())
+        if not names or any(name not in allowed for name in names):
+            raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(allowed)}")
+        return names
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: measure, print the table, optionally write the JSON document."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -625,9 +776,30 @@ def main(argv: list[str] | None = None) -> int:
         choices=[p.openssl_profile.decode() for p in SRTP_PROFILES],
         help="SRTP protection profile (default: the one two aiortc peers negotiate)",
     )
+    parser.add_argument(
+        "--path",
+        type=_choices(PATHS),
+        default=("fast",),
+        help="send path(s), comma-separated, measured side by side: fast (ForwardingSender's "
+        "fast path, the default) and/or aiortc (RtpPacket + aiortc's _send_rtp)",
+    )
+    parser.add_argument(
+        "--loop",
+        type=_choices(LOOPS),
+        default=("asyncio",),
+        help="event loop(s), comma-separated, side by side: asyncio (default) and/or uvloop",
+    )
+    parser.add_argument(
+        "--ingress",
+        type=_choices(INGRESSES),
+        default=("deque",),
+        help="how the publisher's packets arrive, comma-separated, side by side: deque "
+        "(default: straight into aiortc's DTLS transport) and/or socket (UDP, event loop, "
+        "aioice's receive)",
+    )
     args = parser.parse_args(argv)
     profile = next(p for p in SRTP_PROFILES if p.openssl_profile.decode() == args.srtp_profile)
-    document = asyncio.run(run(QUICK if args.quick else FULL, profile))
+    document = run(QUICK if args.quick else FULL, profile, args.path, args.loop, args.ingress)
     print(format_table(document))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

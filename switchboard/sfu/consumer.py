@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiortc.rtp import RtpPacket
 
@@ -128,11 +128,20 @@ class Consumer:
 
     async def send_rtp(self, packet: RtpPacket, ext_seq: int, key_frame: bool) -> None:
         """Forward one packet of the Producer (``ext_seq``: its extended sequence number)."""
+        pending = self.forward_rtp(packet, ext_seq, key_frame)
+        if pending is not None:
+            await pending
+
+    def forward_rtp(
+        self, packet: RtpPacket, ext_seq: int, key_frame: bool
+    ) -> Awaitable[None] | None:
+        """``send_rtp`` without a coroutine when the sender's fast path takes the packet (the
+        Router's fan-out calls this): None when done, else an awaitable that finishes it."""
         if self.closed or not self._sender.started:
-            return
+            return None
         if self.producer.muted:  # muted (by its owner or a presenter): nothing is forwarded
             self._paused_by_mute = True
-            return
+            return None
         if self._paused_by_mute:  # unmuted: resume without a sequence gap, video on a key frame
             self._paused_by_mute = False
             if self.producer.kind == "video":
@@ -142,19 +151,31 @@ class Consumer:
         if self._needs_key_frame:
             if not key_frame:
                 self.producer.request_key_frame()
-                return
+                return None
             self._needs_key_frame = False
             self._seq.sync(ext_seq)  # the key frame follows the last packet sent, no gap
         if not packet.payload:
             self._seq.drop(ext_seq)
-            return
+            return None
         seq = self._seq.rewrite(ext_seq)
         if seq is None:
-            return
+            return None
         self._sent.add(seq, ext_seq)
-        self._sender.sr_mapping = self.producer.sr_mapping
+        sender = self._sender
+        sender.sr_mapping = self.producer.sr_mapping
         try:
-            await self._sender.send(packet, seq, packet.timestamp, packet.extensions.audio_level)
+            pending = sender.forward(packet, seq, packet.timestamp, packet.extensions.audio_level)
+        except ConnectionError:
+            self.send_errors += 1
+            return None
+        if pending is None:
+            self.packets_sent += 1
+            return None
+        return self._finish(pending)
+
+    async def _finish(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
         except ConnectionError:
             self.send_errors += 1
             return

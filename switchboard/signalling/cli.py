@@ -3,6 +3,7 @@
     switchboard serve [--host H] [--port P] [--data-dir D] [--no-demo] [--ice-address A]...
                       [--tls self-signed | --tls-cert F --tls-key F] [--no-adhoc-rooms]
                       [--database-url URL] [--chat-max-message-bytes N]
+                      [--event-loop auto|uvloop|asyncio]
     switchboard connection-string [--data-dir D] [--host H] [--port P] [--https]
     switchboard token --user ID [--scopes voip,chat] [--expires-minutes M] [--data-dir D]
     switchboard join ...            (switchboard.client.cli_join)
@@ -21,6 +22,7 @@ Each command imports what it needs when it runs, so ``token`` does not load the 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import logging
 import os
@@ -40,6 +42,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = Path("data")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,6 +99,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="largest chat message content in bytes (default 28672, ACS's)",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    serve.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="auto",
+        help="uvloop (libuv: cheaper sockets and callbacks for media), asyncio (the standard "
+        "library's) or auto (default: uvloop where installed)",
+    )
     serve.set_defaults(run=_serve)
 
     conn = sub.add_parser("connection-string", help="print the connection string")
@@ -186,8 +196,24 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(*_: object) -> None:  # run_app calls this once the socket listens
         print(f"Switchboard listening on {config.endpoint}{demo}", flush=True)
 
-    web.run_app(create_app(config), sock=sock, print=ready, ssl_context=ssl_context)
+    loop = new_event_loop(args.event_loop)
+    logging.getLogger(__name__).info("event loop: %s", type(loop).__module__.split(".")[0])
+    web.run_app(create_app(config), sock=sock, print=ready, ssl_context=ssl_context, loop=loop)
     return 0
+
+
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """A new event loop for ``serve``: ``uvloop``, ``asyncio`` or ``auto`` (uvloop when it
+    can be imported, else asyncio's). Raises OSError when uvloop is asked for but missing."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise OSError("uvloop is not installed (pip install uvloop)") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def _connection_string(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from benchmarks import hot_path
 from benchmarks.hot_path import AUDIO, SUBSCRIBER_EXT_IDS, VIDEO, HotPath, MediaKind
 
 PACKETS = 7  # two full video frames and the first packet of a third
+SUBSCRIBERS = 2
 
 
 def _subscriber_ext_map(kind: MediaKind) -> HeaderExtensionsMap:
@@ -27,23 +28,29 @@ def _subscriber_ext_map(kind: MediaKind) -> HeaderExtensionsMap:
     return ext_map
 
 
+@pytest.mark.parametrize("ingress", hot_path.INGRESSES)
+@pytest.mark.parametrize("send_path", hot_path.PATHS)
 @pytest.mark.parametrize("profile", SRTP_PROFILES, ids=lambda p: p.openssl_profile.decode())
 @pytest.mark.parametrize("kind", [AUDIO, VIDEO], ids=lambda k: k.name)
 async def test_sink_gets_decryptable_rewritten_packets(
-    kind: MediaKind, profile: SRTPProtectionProfile
+    kind: MediaKind, profile: SRTPProtectionProfile, send_path: str, ingress: str
 ) -> None:
-    path = await HotPath.create(kind, 1, profile)
+    """Two subscribers, so that their senders take turns on the fast path's shared buffer."""
+    path = await HotPath.create(kind, SUBSCRIBERS, profile, send_path, ingress)
     try:
         plain, protected = path.publisher.packets(PACKETS)
         await path.forward(protected)
-        (received,) = path.drain_sinks()
-        subscriber = path.subscribers[0]
-        assert subscriber.consumer.packets_sent == PACKETS
+        received = path.drain_sinks()
+        for subscriber in path.subscribers:
+            assert subscriber.consumer.packets_sent == PACKETS
+            # the fast paths really ran (the send side resolved the nominated pair, the
+            # receive side never fed aiortc's jitter buffer), or really did not
+            assert (subscriber.sender._route_sendto is not None) == (send_path == "fast")
+        jitter_buffer = path.producer._receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+        assert (jitter_buffer._origin is None) == (send_path == "fast")
     finally:
         path.close()
 
-    assert len(received) == PACKETS
-    rx = hot_path._srtp_session(subscriber.key, profile, outbound=False)
     ext_map = _subscriber_ext_map(kind)
     publisher_ext_map = HeaderExtensionsMap()
     publisher_ext_map.configure(
@@ -51,23 +58,27 @@ async def test_sink_gets_decryptable_rewritten_packets(
             headerExtensions=hot_path._ext_params(hot_path.PUBLISHER_EXT_IDS, kind)
         )
     )
-    first_seq = None
-    for index, (sent, got) in enumerate(zip(plain, received, strict=True)):
-        original = RtpPacket.parse(sent, publisher_ext_map)
-        data = rx.unprotect(got)
-        packet = RtpPacket.parse(data, ext_map)
-        assert packet.ssrc == subscriber.sender.ssrc != original.ssrc
-        assert packet.payload_type == kind.subscriber_pt != original.payload_type
-        assert packet.payload == original.payload  # byte-exact
-        assert data.endswith(original.payload)
-        assert packet.marker == original.marker
-        assert packet.timestamp == original.timestamp
-        assert packet.extensions.mid == hot_path.MID
-        assert packet.extensions.abs_send_time is not None
-        assert packet.extensions.audio_level == original.extensions.audio_level
-        if first_seq is None:
-            first_seq = packet.sequence_number
-        assert packet.sequence_number == (first_seq + index) & 0xFFFF  # gap-free
+    assert len({s.sender.ssrc for s in path.subscribers}) == SUBSCRIBERS
+    for subscriber, got_all in zip(path.subscribers, received, strict=True):
+        assert len(got_all) == PACKETS
+        rx = hot_path._srtp_session(subscriber.key, profile, outbound=False)
+        first_seq = None
+        for index, (sent, got) in enumerate(zip(plain, got_all, strict=True)):
+            original = RtpPacket.parse(sent, publisher_ext_map)
+            data = rx.unprotect(got)
+            packet = RtpPacket.parse(data, ext_map)
+            assert packet.ssrc == subscriber.sender.ssrc != original.ssrc
+            assert packet.payload_type == kind.subscriber_pt != original.payload_type
+            assert packet.payload == original.payload  # byte-exact
+            assert data.endswith(original.payload)
+            assert packet.marker == original.marker
+            assert packet.timestamp == original.timestamp
+            assert packet.extensions.mid == hot_path.MID
+            assert packet.extensions.abs_send_time is not None
+            assert packet.extensions.audio_level == original.extensions.audio_level
+            if first_seq is None:
+                first_seq = packet.sequence_number
+            assert packet.sequence_number == (first_seq + index) & 0xFFFF  # gap-free
 
 
 def test_srtp_floor_and_parse_references_run() -> None:
@@ -77,14 +88,25 @@ def test_srtp_floor_and_parse_references_run() -> None:
         assert 0 <= stats.min_us <= stats.median_us <= stats.max_us
 
 
-async def test_table_and_json_shape() -> None:
+def test_table_and_json_shape() -> None:
+    """Both send paths, event loops and ingresses, side by side in one run (a sync test: each
+    measurement runs in its own new event loop)."""
     settings = hot_path.Settings(subscribers=(1,), sends_per_rep=6, min_packets=6, repetitions=1)
-    document = await hot_path.run(settings, SRTP_PROFILES[0])
-    assert {(r["kind"], r["subscribers"]) for r in document["results"]} == {
-        ("audio", 1),
-        ("video", 1),
+    document = hot_path.run(
+        settings, SRTP_PROFILES[0], hot_path.PATHS, hot_path.LOOPS, hot_path.INGRESSES
+    )
+    assert {
+        (r["kind"], r["subscribers"], r["ingress"], r["path"], r["loop"])
+        for r in document["results"]
+    } == {
+        (kind, 1, ingress, path, loop)
+        for kind in ("audio", "video")
+        for ingress in ("deque", "socket")
+        for path in ("aiortc", "fast")
+        for loop in ("asyncio", "uvloop")
     }
     for result in document["results"]:
         assert set(result) >= {"kind", "subscribers", "min_us", "median_us", "max_us"}
         assert result["delivered"] == 1.0
-    assert "video" in hot_path.format_table(document)
+    table = hot_path.format_table(document)
+    assert "video" in table and "uvloop" in table and "aiortc" in table

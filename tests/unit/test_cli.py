@@ -265,3 +265,17 @@ async def test_serve(tmp_path: Path) -> None:
     assert not any(line.startswith("created") for line in second)
     assert f";accesskey={key_b64}" in "\n".join(second)  # same key on every start
     assert key_b64 not in stderr
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+async def test_serve_event_loop(tmp_path: Path, choice: str, loop: str) -> None:
+    """``serve`` runs on uvloop where installed (a dependency on Linux) unless told not to,
+    and answers requests on either loop."""
+    served = await start_serve("--data-dir", str(tmp_path / "data"), "--event-loop", choice)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(served.url + "/") as response:
+                assert response.status == 200
+    finally:
+        await served.stop()
+    assert f"event loop: {loop}" in served.stderr
