@@ -39,6 +39,14 @@ const state = {
   async stats() {
     return client ? client.stats() : { inbound: [], outbound: [] };
   },
+  // ICE restart of "publish" or "subscribe" (switchboard-client.js restartIce).
+  async restartIce(target) {
+    if (client) await client.restartIce(target);
+  },
+  // What we want of a remote simulcast track (switchboard-client.js updateSubscription).
+  async updateSubscription(trackId, preference) {
+    return client ? client.updateSubscription(trackId, preference) : null;
+  },
 };
 window.switchboard = state;
 // The room's chat thread: history, typing and read state (chat.js).
@@ -236,7 +244,9 @@ function wireClient(c) {
 
 async function getLocalMedia() {
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    // ?video=1280x720 asks the camera for another size (the simulcast browser test does).
+    const [width, height] = (params.get("video") || "640x480").split("x").map(Number);
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width, height } });
   } catch (error) {
     // No camera? Try the microphone alone before giving up on publishing.
     try {

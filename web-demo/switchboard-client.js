@@ -7,9 +7,11 @@
 //   "track"             a remote track became available {mid, trackId, participantId, kind, track}
 //   "trackremoved"      a remote track is gone          {mid, trackId, participantId, kind}
 //   "connectionstate"   {target: "publish"|"subscribe", state}
+//   "icerestart"        an ICE restart of ours ended {target, error} (error null if it went through)
 //   "protocolerror"     an error without a request id, or a failure handling a server event
 //   "data"              in-call data {senderId, payload (string or Uint8Array), reliable}
 //   "datadropped"       the server dropped data of ours {reason, messages, bytes, detail}
+//   "publisherlayers"   dynacast: the simulcast layers of our track now sent {trackId, active}
 //   "close"             the socket closed {code, reason, wasClean}
 
 import { InCallData } from "/static/in-call-data.js";
@@ -17,6 +19,26 @@ import { InCallData } from "/static/in-call-data.js";
 const REQUEST_TIMEOUT_MS = 15000;
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 const PING_INTERVAL_MS = 20000;
+// Camera video is published as simulcast layers (RFC 8853), lowest first as the SFU expects:
+// a quarter, half and full resolution. maxBitrate keeps the top layer within what a
+// REMB-only (no transport-cc) path lets the browser's bandwidth estimate reach.
+const SIMULCAST_ENCODINGS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 400_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_000_000 },
+];
+
+/**
+ * The simulcast encodings for a camera track: libwebrtc sends at most as many layers as the
+ * size allows (3 from 960x540, 2 from 480x270) and drops the *top* ones beyond that, so a
+ * smaller camera gets fewer layers, the full size always among them; null for one layer.
+ */
+function simulcastEncodings(track) {
+  const { width = 0, height = 0 } = track.getSettings ? track.getSettings() : {};
+  const count = width * height >= 960 * 540 ? 3 : width * height >= 480 * 270 ? 2 : 1;
+  if (count < 2) return null;
+  return SIMULCAST_ENCODINGS.slice(-count).map((encoding) => ({ ...encoding }));
+}
 
 /** An error reply from the server (or a local failure of a request). */
 export class SwitchboardError extends Error {
@@ -72,6 +94,12 @@ export function waitForIceGathering(pc, timeoutMs = ICE_GATHERING_TIMEOUT_MS) {
     const timer = setTimeout(() => done(false), timeoutMs);
     pc.addEventListener("icegatheringstatechange", onChange);
   });
+}
+
+/** The first a=ice-ufrag of an SDP (RFC 8839 §5.4), or null. */
+function iceUfrag(sdp) {
+  const match = /^a=ice-ufrag:(\S+)/m.exec(sdp);
+  return match ? match[1] : null;
 }
 
 export class SwitchboardClient extends EventTarget {
@@ -170,6 +198,12 @@ export class SwitchboardClient extends EventTarget {
       else pending.reject(new SwitchboardError(message.error.code, message.error.message));
       return;
     }
+    if (message.type === "publisher_layers") {
+      // Dynacast: send only the simulcast layers someone receives (docs/protocol.md).
+      this._layersQueue = (this._layersQueue || Promise.resolve())
+        .then(() => this._applyPublisherLayers(message))
+        .catch((error) => this._emit("protocolerror", { error }));
+    }
     if (message.type === "subscribe_offer") {
       // Serialise: each offer is fully answered before the next is applied.
       this._subscribeQueue = this._subscribeQueue
@@ -256,7 +290,53 @@ export class SwitchboardClient extends EventTarget {
     pc.addEventListener("connectionstatechange", () => {
       this._emit("connectionstate", { target, state: pc.connectionState });
     });
+    pc.addEventListener("iceconnectionstatechange", () => {
+      // The network changed under us: restart ICE (no new join) while the socket is up.
+      if (["disconnected", "failed"].includes(pc.iceConnectionState)) this._autoRestartIce(target);
+    });
     return pc;
+  }
+
+  /**
+   * Restart ICE on one connection (RFC 8445 §9) after the network changed, without joining
+   * again: new ICE credentials and candidates, the same tracks. "publish": pc.restartIce() and
+   * a publish_offer (we offer there); "subscribe": ask the server (`ice_restart`) for an offer
+   * that restarts, which the subscribe queue answers. docs/protocol.md `ice_restart`.
+   */
+  async restartIce(target) {
+    const pc = this.pcs[target];
+    if (!pc || pc.signalingState === "closed") throw new SwitchboardError("not_connected", `no ${target} connection`);
+    if (target === "subscribe") {
+      await this.request("ice_restart", { connection: "subscribe" });
+      return;
+    }
+    this._publishQueue = (this._publishQueue || Promise.resolve()).catch(() => {}).then(async () => {
+      pc.restartIce();
+      this._resetTrickle("publish"); // new candidates: wait for them, as for the first offer
+      await pc.setLocalDescription(await pc.createOffer());
+      const result = await this._sendDescription("publish", pc, "publish_offer", {});
+      await pc.setRemoteDescription({ type: "answer", sdp: result.sdp });
+    });
+    return this._publishQueue;
+  }
+
+  _autoRestartIce(target) {
+    this._restarting = this._restarting || {};
+    if (this._restarting[target] || this._closed || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    this._restarting[target] = true;
+    this.restartIce(target)
+      .then(() => this._emit("icerestart", { target, error: null }))
+      .catch((error) => this._emit("icerestart", { target, error }))
+      .finally(() => {
+        this._restarting[target] = false;
+      });
+  }
+
+  _resetTrickle(target) {
+    const state = this._trickle[target];
+    state.on = false;
+    state.sent = false;
+    state.queue.length = 0;
   }
 
   _sendCandidate(target, candidate) {
@@ -290,14 +370,18 @@ export class SwitchboardClient extends EventTarget {
 
   /**
    * Publish every track of `stream` on the publish connection (one sendonly transceiver
-   * each). Resolves with the server's track list [{track_id, mid, kind, muted}].
+   * each). Video is sent as up to three simulcast layers (simulcastEncodings) unless
+   * `simulcast` is false. Resolves with the server's track list [{track_id, mid, kind, muted}].
    */
-  async publish(stream) {
+  async publish(stream, { simulcast = true } = {}) {
     // A data-only publish connection (sendData before publish) is renegotiated, not replaced.
     const pc = this.pcs.publish || this._newPeerConnection("publish");
     this.pcs.publish = pc;
     for (const track of stream.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const init = { direction: "sendonly", streams: [stream] };
+      const encodings = simulcast && track.kind === "video" ? simulcastEncodings(track) : null;
+      if (encodings) init.sendEncodings = encodings;
+      pc.addTransceiver(track, init);
     }
     this.data.attachPublish(pc); // after the transceivers: m=application comes last
     const offer = await pc.createOffer();
@@ -312,9 +396,40 @@ export class SwitchboardClient extends EventTarget {
         mid: info.mid,
         muted: info.muted,
         track: transceiver ? transceiver.sender.track : null,
+        sender: transceiver ? transceiver.sender : null,
       };
     }
     return result.tracks;
+  }
+
+  /** Dynacast: turn the encodings of our simulcast track on or off as the server asks. */
+  async _applyPublisherLayers({ track_id: trackId, active }) {
+    const sender = this.localTracks[trackId] && this.localTracks[trackId].sender;
+    if (!sender) return;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings || parameters.encodings.length < 2) return;
+    let changed = false;
+    for (const encoding of parameters.encodings) {
+      const on = active.includes(encoding.rid);
+      if (encoding.active !== on) {
+        encoding.active = on;
+        changed = true;
+      }
+    }
+    if (changed) await sender.setParameters(parameters);
+    this._emit("publisherlayers", { trackId, active });
+  }
+
+  /**
+   * Say what we want of a remote simulcast track: {maxWidth, maxHeight, maxFps, paused}.
+   * The server answers with `layer_changed` events as the layer we receive changes.
+   */
+  updateSubscription(trackId, { maxWidth = null, maxHeight = null, maxFps = null, paused = false } = {}) {
+    const fields = { track_id: trackId, paused };
+    if (maxWidth !== null) fields.max_width = maxWidth;
+    if (maxHeight !== null) fields.max_height = maxHeight;
+    if (maxFps !== null) fields.max_fps = maxFps;
+    return this.request("update_subscription", fields);
   }
 
   /**
@@ -362,7 +477,9 @@ export class SwitchboardClient extends EventTarget {
     if (!this.pcs.subscribe) this._createSubscribeConnection();
     const pc = this.pcs.subscribe;
     if (pc.signalingState === "closed") return;
+    const restart = pc.remoteDescription && iceUfrag(pc.remoteDescription.sdp) !== iceUfrag(message.sdp);
     await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
+    if (restart) this._resetTrickle("subscribe"); // the answer gathers anew (RFC 8839 §4.4.1.1.1)
     this._updateRemoteTracks(pc, message.tracks || {});
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
@@ -459,6 +576,11 @@ export class SwitchboardClient extends EventTarget {
           bytesSent: stat.bytesSent ?? 0,
           frameWidth: stat.frameWidth ?? 0,
           frameHeight: stat.frameHeight ?? 0,
+          // simulcast: one entry per layer
+          rid: stat.rid ?? null,
+          active: stat.active ?? null,
+          qualityLimitationReason: stat.qualityLimitationReason ?? null,
+          targetBitrate: stat.targetBitrate ?? 0,
         });
       }
     }

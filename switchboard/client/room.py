@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ from ..sfu import aiortc_glue
 from .data import DataChannels
 
 log = logging.getLogger(__name__)
+
+RESTART_TIMEOUT_S = 30.0  # an ICE restart that has not connected by then has failed
 
 
 class SignallingError(Exception):
@@ -81,6 +84,8 @@ class Room:
     ``on_track_ended(RemoteTrack)``, ``on_participant_joined(dict)``,
     ``on_participant_left(participant, reason)``, ``on_track_muted(RemoteTrack)``,
     ``on_speakers_changed(speakers, dominant)`` (participant ids),
+    ``on_layer_changed(event)`` (the ``layer_changed`` event: the simulcast layer now
+    received of a track, also kept in ``layers``), ``on_publisher_layers(track_id, rids)``,
     ``on_disconnected(code, reason)``. ``ended`` is set once the socket is gone (by ``leave``,
     ``close`` or the server); ``disconnect`` then holds the server's (code, reason), if it
     gave one.
@@ -97,6 +102,13 @@ class Room:
         self._reader: asyncio.Task[None] | None = None
         self._answerer: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
+        self._ice_watchdog: asyncio.Task[None] | None = None
+        self._publish_lock = asyncio.Lock()  # one publish-side negotiation at a time
+        self._restarting: dict[str, asyncio.Future[bool]] = {}  # connection -> its restart
+        self._restarted_at: dict[str, float] = {}
+        #: Restart ICE on a media connection that received nothing for this long (s) while
+        #: the socket is up (the network changed); None: only ``restart_ice`` restarts.
+        self.ice_restart_after_s: float | None = 4.0
         self._config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self.publish_pc: RTCPeerConnection | None = None
         self.subscribe_pc: RTCPeerConnection | None = None
@@ -119,6 +131,10 @@ class Room:
         self.on_participant_left: Callable[[dict[str, Any], str], None] = lambda p, why: None
         self.on_disconnected: Callable[[int, str], None] = lambda code, reason: None
         self.on_speakers_changed: Callable[[list[str], str | None], None] = lambda s, d: None
+        # Simulcast: the layer received of a remote track, dynacast requests for ours.
+        self.on_layer_changed: Callable[[dict[str, Any]], None] = lambda event: None
+        self.on_publisher_layers: Callable[[str, list[str]], None] = lambda track, rids: None
+        self.layers: dict[str, dict[str, Any]] = {}  # track id -> its last layer_changed
         # In-call data (client/data.py): set ``room.data.on_data``, call ``room.send_data``.
         self.data = DataChannels(self._publish_data_only)
 
@@ -176,6 +192,7 @@ class Room:
         self.subscribe_pc.on("track", self._on_remote_track)
         self._joined.set()
         self._pinger = asyncio.ensure_future(self._ping())
+        self._ice_watchdog = asyncio.ensure_future(self._watch_ice())
         return self
 
     async def resume(self) -> None:
@@ -216,6 +233,12 @@ class Room:
         """Publish ``tracks`` on the publish connection; return the server's track list
         (``track_id``, ``mid``, ``kind``, ``muted``). ``video_codec`` (``"VP8"`` or
         ``"H264"``) offers only that codec for video; the default offers aiortc's list."""
+        async with self._publish_lock:
+            return await self._publish(tracks, video_codec)
+
+    async def _publish(
+        self, tracks: Sequence[MediaStreamTrack], video_codec: str | None
+    ) -> list[dict[str, Any]]:
         if self.publish_pc is None:
             self.publish_pc = RTCPeerConnection(self._config)
         for track in tracks:
@@ -250,6 +273,99 @@ class Room:
         self.published = result["tracks"]
         return self.published
 
+    async def restart_ice(self, connection: str | None = None) -> bool:
+        """Restart ICE (RFC 8445 §9) on ``connection`` (``"publish"``, ``"subscribe"``, or both
+        when None) after the network changed: new credentials and candidates, the same DTLS,
+        tracks and m-sections, no new join. Media keeps flowing on the old path until the new
+        one is nominated. Returns True once every restarted connection uses its new path,
+        False if a restart's checks failed. Raises IceError when ``connection`` was never
+        connected, SignallingError from the server (``not_connected``)."""
+        names = [connection] if connection is not None else ["publish", "subscribe"]
+        if connection is None:
+            names = [n for n in names if self._pc(n) is not None]
+        results = await asyncio.gather(*(self._restart_once(name) for name in names))
+        return all(results)
+
+    def _pc(self, connection: str) -> RTCPeerConnection | None:
+        if connection not in ("publish", "subscribe"):
+            raise ValueError(f"connection must be publish or subscribe, not {connection!r}")
+        return self.publish_pc if connection == "publish" else self.subscribe_pc
+
+    async def _restart_once(self, connection: str) -> bool:
+        """One restart of ``connection`` at a time: a second call joins the first."""
+        running = self._restarting.get(connection)
+        if running is not None and not running.done():
+            return await asyncio.shield(running)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._restarting[connection] = future
+        self._restarted_at[connection] = asyncio.get_running_loop().time()
+        try:
+            if connection == "publish":
+                ok = await self._restart_publish()
+            else:
+                await self.request("ice_restart", connection="subscribe")
+                try:  # set once the restarting offer is answered and its checks end
+                    ok = await asyncio.wait_for(asyncio.shield(future), RESTART_TIMEOUT_S)
+                except TimeoutError:
+                    ok = False
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: a joined caller re-raises it
+            raise
+        if not future.done():
+            future.set_result(ok)
+        return ok
+
+    async def _restart_publish(self) -> bool:
+        async with self._publish_lock:  # serialised with publish()
+            pc = self.publish_pc
+            if pc is None:
+                raise IceError("nothing published yet: no publish connection to restart")
+            try:
+                await aiortc_glue.begin_ice_restart(pc)
+            except aiortc_glue.IceRestartError as exc:
+                raise IceError(f"cannot restart ICE on the publish connection: {exc}") from None
+            try:
+                await pc.setLocalDescription(await pc.createOffer())
+                result = await self.request("publish_offer", sdp=pc.localDescription.sdp)
+            except BaseException:
+                await aiortc_glue.abandon_ice_restart(pc)
+                raise
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=result["sdp"], type="answer"))
+            self.published = result["tracks"]
+            done = aiortc_glue.finish_ice_restart(pc)
+        return await done
+
+    async def _watch_ice(self) -> None:
+        """Restart a media connection that received nothing (media, RTCP: aiortc sends
+        reports every 0.5 to 1.5 s on an active m-section) for ``ice_restart_after_s``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)  # polling period of the watchdog, not synchronisation
+            after = self.ice_restart_after_s
+            if after is None or self._ws.closed:
+                continue
+            for name in ("publish", "subscribe"):
+                pc = self._pc(name)
+                if pc is None or pc.connectionState != "connected" or not _carries_media(pc):
+                    continue
+                aiortc_glue.watch_ice(pc)
+                idle = aiortc_glue.ice_idle_s(pc) or 0.0
+                running = self._restarting.get(name)
+                recent = loop.time() - self._restarted_at.get(name, -after) < after
+                if idle > after and (running is None or running.done()) and not recent:
+                    log.info("%s connection idle for %.1f s: restarting ICE", name, idle)
+                    asyncio.ensure_future(self._auto_restart(name))
+
+    async def _auto_restart(self, connection: str) -> None:
+        try:
+            ok = await self._restart_once(connection)
+        except (SignallingError, ConnectionError, IceError) as exc:
+            log.warning("automatic ICE restart of the %s connection failed: %s", connection, exc)
+        else:
+            log.info("automatic ICE restart of the %s connection: %s", connection, ok)
+
     async def wait_connected(self, timeout_s: float = 15.0) -> None:
         """Wait until the publish connection is connected (ICE and DTLS done).
 
@@ -277,6 +393,27 @@ class Room:
                     await asyncio.wait_for(changed.wait(), remaining)
         finally:
             pc.remove_listener("connectionstatechange", changed.set)
+
+    async def update_subscription(
+        self,
+        track_id: str,
+        max_width: int | None = None,
+        max_height: int | None = None,
+        max_fps: float | None = None,
+        paused: bool = False,
+    ) -> list[str]:
+        """Set what you want of a remote simulcast track: the largest size (pixels) and frame
+        rate, or ``paused``; the SFU forwards the best layer within it that your bandwidth
+        allows and reports switches with ``on_layer_changed``. Returns the track's RIDs;
+        raises SignallingError ``unknown_track`` or ``not_simulcast``."""
+        fields: dict[str, Any] = {"paused": paused}
+        for name, value in (("max_width", max_width), ("max_height", max_height)):
+            if value is not None:
+                fields[name] = value
+        if max_fps is not None:
+            fields["max_fps"] = max_fps
+        result = await self.request("update_subscription", track_id=track_id, **fields)
+        return list(result["rids"])
 
     async def mute(self, track_id: str, muted: bool) -> None:
         """Tell the others that a published track is muted (send silence/black yourself)."""
@@ -322,7 +459,7 @@ class Room:
 
     async def close(self) -> None:
         """Close the socket and the peer connections without saying goodbye."""
-        for task in (self._pinger, self._answerer):
+        for task in (self._pinger, self._answerer, self._ice_watchdog):
             if task is not None:
                 task.cancel()
         await self._ws.close()
@@ -394,6 +531,11 @@ class Room:
             self.data.on_dropped_event(msg)
         elif kind == "speakers_changed":
             self.on_speakers_changed(msg["speakers"], msg["dominant"])
+        elif kind == "layer_changed":
+            self.layers[msg["track_id"]] = msg
+            self.on_layer_changed(msg)
+        elif kind == "publisher_layers":
+            self.on_publisher_layers(msg["track_id"], msg["active"])
         elif kind == "disconnect":
             self.disconnect = (msg["code"], msg["reason"])
 
@@ -404,7 +546,19 @@ class Room:
         while True:
             msg = await self._offers.get()
             self._track_map.update(msg["tracks"])
+            restart = aiortc_glue.is_ice_restart(pc, msg["sdp"])  # the server restarts ICE
+            if restart:
+                try:
+                    await aiortc_glue.begin_ice_restart(pc)
+                except aiortc_glue.IceRestartError as exc:
+                    log.warning("cannot restart ICE on the subscribe connection: %s", exc)
+                    restart = False
             await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
+            if restart:
+                done = aiortc_glue.finish_ice_restart(pc)
+                waiter = self._restarting.get("subscribe")
+                if waiter is not None and not waiter.done():
+                    done.add_done_callback(functools.partial(_settle, waiter))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
             try:
@@ -447,6 +601,18 @@ class Room:
             while True:
                 await asyncio.sleep(20)  # keep-alive period, not synchronisation
                 await self.request("ping")
+
+
+def _settle(waiter: asyncio.Future[bool], task: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        if task.cancelled():
+            waiter.cancel()
+        else:
+            waiter.set_result(task.result())
+
+
+def _carries_media(pc: RTCPeerConnection) -> bool:
+    return any(t.currentDirection not in (None, "inactive") for t in pc.getTransceivers())
 
 
 def _urls(server: RTCIceServer) -> list[str]:

@@ -18,12 +18,15 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import candidate_from_sdp
 
-from . import aiortc_glue, ice, sdp_checks
+from . import aiortc_glue, ice, sdp_checks, sdp_simulcast
+from .clock import monotonic_ms
 from .config import MediaConfig
 from .consumer import Consumer
 from .data.transport_data import TransportData
 from .producer import Codec, Producer
 from .router import Router
+from .simulcast import LayerAllocator, Preference, SimulcastConsumer, SimulcastProducer
+from .simulcast.layer import ProducerLayer
 from .transport_errors import SdpError
 
 MAX_PUBLISHED_TRACKS = 16  # audio/video m-sections one participant may publish
@@ -61,10 +64,22 @@ class WebRtcTransport:
         self.closed = False
         self._on_closed = on_closed
         self._lock = asyncio.Lock()
+        self._ice_restart_wanted = False
+        self._ice_restart: asyncio.Task[bool] | None = None
         self._config = config or MediaConfig()
         # max-bundle: every m-section, including those added later, rides on one transport.
         self._pc = RTCPeerConnection(ice.rtc_configuration(self._config))
         self._new_tracks: list[MediaStreamTrack] = []
+        # Simulcast (simulcast/): the last offer's simulcast m-sections by MID (publish);
+        # one subscriber's layer choice (subscribe); events for the control plane.
+        self._simulcast: dict[str, sdp_simulcast.SimulcastOffer] = {}
+        self.layers = LayerAllocator()
+        self.on_publisher_layers: Callable[[SimulcastProducer, list[str]], None] = (
+            lambda producer, rids: None
+        )
+        self.on_layer_changed: Callable[[SimulcastConsumer, ProducerLayer | None], None] = (
+            lambda consumer, layer: None
+        )
         self._producer_transceivers: dict[str, RTCRtpTransceiver] = {}
         self._consumer_transceivers: dict[str, RTCRtpTransceiver] = {}
         self._pc.on("track", self._new_tracks.append)
@@ -106,11 +121,24 @@ class WebRtcTransport:
         sdp_checks.check_client_description(sdp, require_media="\nm=application " not in sdp)
         async with self._lock:
             self._new_tracks.clear()
+            offer = aiortc_glue.spread_bundle_candidates(sdp)
+            restart = aiortc_glue.is_ice_restart(self._pc, offer)  # new ufrag/pwd: RFC 8839
+            if restart:
+                await self._begin_ice_restart()
             try:
-                offer = aiortc_glue.spread_bundle_candidates(sdp)
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             except Exception as exc:
+                if restart:
+                    await aiortc_glue.abandon_ice_restart(self._pc)
                 raise SdpError("invalid_sdp", f"cannot apply offer: {_short(exc)}") from None
+            if restart:
+                self._finish_ice_restart()
+            self._simulcast = sdp_simulcast.parse_offer(offer)
+            for transceiver in self._pc.getTransceivers():
+                if transceiver.mid in self._simulcast:
+                    aiortc_glue.accept_rid_extensions(
+                        transceiver, self._simulcast[transceiver.mid].extmap
+                    )
             created = [p for p in map(self._create_producer, self._new_tracks) if p is not None]
             try:
                 await self._pc.setLocalDescription(await self._pc.createAnswer())
@@ -121,7 +149,7 @@ class WebRtcTransport:
             for producer_id, transceiver in list(self._producer_transceivers.items()):
                 if transceiver.currentDirection not in ("recvonly", "sendrecv"):
                     self._close_producer(producer_id)  # the client stopped sending it
-            return self._local_sdp(), created
+            return sdp_simulcast.answer(self._local_sdp(), self._simulcast), created
 
     def _create_producer(self, track: MediaStreamTrack) -> Producer | None:
         transceiver = next(t for t in self._pc.getTransceivers() if t.receiver.track is track)
@@ -146,17 +174,34 @@ class WebRtcTransport:
             and c.payloadType is not None
             and c.parameters.get("apt") is not None
         }
-        producer = Producer(
-            "TR_" + secrets.token_urlsafe(9),
-            track.kind,
-            self.participant_id,
-            transceiver.receiver,
-            codec,
-            rtx,
-            self.router._on_producer_rtp,
-            self.router.key_frame_interval_ms,
-            self.router._on_producer_loss,
-        )
+        producer_id = "TR_" + secrets.token_urlsafe(9)
+        simulcast = self._simulcast.get(transceiver.mid or "")
+        producer: Producer
+        if simulcast is not None and track.kind == "video":
+            producer = SimulcastProducer(
+                producer_id,
+                self.participant_id,
+                transceiver.receiver,
+                codec,
+                rtx,
+                simulcast.rids,
+                self.router._on_producer_rtp,
+                self.router.key_frame_interval_ms,
+                self.router._on_producer_loss,
+            )
+            producer.on_active_layers = lambda p, rids: self.on_publisher_layers(p, rids)
+        else:
+            producer = Producer(
+                producer_id,
+                track.kind,
+                self.participant_id,
+                transceiver.receiver,
+                codec,
+                rtx,
+                self.router._on_producer_rtp,
+                self.router.key_frame_interval_ms,
+                self.router._on_producer_loss,
+            )
         self.router.add_producer(producer)
         self.producers[producer.id] = producer
         self._producer_transceivers[producer.id] = transceiver
@@ -199,12 +244,36 @@ class WebRtcTransport:
             on_key_frame_request=lambda: holder["c"].on_key_frame_requested(),
             on_nack=lambda lost: holder["c"].on_nack(lost),
         )
-        consumer = holder["c"] = Consumer(consumer_id, producer, self.participant_id, sender)
+        consumer: Consumer
+        if isinstance(producer, SimulcastProducer):
+            layered = SimulcastConsumer(consumer_id, producer, self.participant_id, sender)
+            layered.on_layer_changed = lambda c, layer: self.on_layer_changed(c, layer)
+            self.layers.add(layered)
+            aiortc_glue.tap_remb(transceiver.sender, self.layers.on_remb)
+            consumer = holder["c"] = layered
+        else:
+            consumer = holder["c"] = Consumer(consumer_id, producer, self.participant_id, sender)
         self.router.add_consumer(consumer)
         self.consumers[consumer_id] = consumer
         self._consumer_transceivers[consumer_id] = transceiver
         consumer.add_close_listener(self._on_consumer_closed)
         self.on_renegotiation_needed()
+        return consumer
+
+    def update_subscription(self, track_id: str, preference: Preference) -> SimulcastConsumer:
+        """Set the subscriber's ``preference`` for the simulcast track ``track_id`` (its
+        Producer's id) and re-choose layers at once. Raises KeyError when this connection has
+        no such track, ValueError when the track is not simulcast."""
+        self._require("subscribe")
+        found = [c for c in self.consumers.values() if c.producer.id == track_id]
+        if not found:
+            raise KeyError(track_id)
+        consumer = found[-1]
+        if not isinstance(consumer, SimulcastConsumer):
+            raise ValueError(f"track {track_id} has a single layer")
+        consumer.preference = preference
+        consumer.raised_ms = monotonic_ms()
+        self.layers.allocate()
         return consumer
 
     def _on_consumer_closed(self, consumer: Consumer) -> None:
@@ -220,6 +289,12 @@ class WebRtcTransport:
         """Create and apply the next subscribe offer; return its SDP and MID → Consumer."""
         self._require("subscribe")
         async with self._lock:
+            if self._ice_restart_wanted:
+                self._ice_restart_wanted = False
+                try:
+                    await self._begin_ice_restart()
+                except SdpError as exc:  # it failed meanwhile: on_closed follows
+                    log.info("transport %s: no ICE restart: %s", self.id, exc.message)
             offer = await self._pc.createOffer()
             await self._pc.setLocalDescription(offer)
             mids = {
@@ -249,6 +324,41 @@ class WebRtcTransport:
                 )
             except Exception as exc:
                 raise SdpError("invalid_sdp", f"cannot apply answer: {_short(exc)}") from None
+            if aiortc_glue.ice_restart_pending(self._pc):
+                self._finish_ice_restart()
+
+    # ICE restart (RFC 8445 §9): new ICE credentials and candidates under the same DTLS
+    # association and SRTP sessions, so Producers and Consumers carry on (aiortc_glue.py).
+
+    def restart_ice(self) -> None:
+        """Restart ICE with the next subscribe offer (the client asked: its network changed).
+        Media keeps flowing on the old candidate pair until a new one is nominated.
+        Raises SdpError ``not_connected`` before the connection is negotiated and connected."""
+        self._require("subscribe")
+        if self._pc.remoteDescription is None or self.connection_state != "connected":
+            raise SdpError("not_connected", "the subscribe connection is not connected yet")
+        self._ice_restart_wanted = True
+        self.on_renegotiation_needed()
+
+    @property
+    def ice_restarts(self) -> int:
+        """ICE restarts completed on this connection (a new candidate pair carries media)."""
+        return aiortc_glue.ice_restarts(self._pc)
+
+    async def _begin_ice_restart(self) -> None:
+        try:
+            await aiortc_glue.begin_ice_restart(self._pc)
+        except aiortc_glue.IceRestartError as exc:
+            raise SdpError("not_connected", f"cannot restart ICE: {exc}") from None
+
+    def _finish_ice_restart(self) -> None:
+        def done(task: asyncio.Task[bool]) -> None:
+            if not task.cancelled():
+                outcome = "done" if task.result() else "failed"
+                log.info("transport %s: ICE restart %s", self.id, outcome)
+
+        self._ice_restart = aiortc_glue.finish_ice_restart(self._pc)
+        self._ice_restart.add_done_callback(done)
 
     # both
 
@@ -292,6 +402,7 @@ class WebRtcTransport:
             return
         self.closed = True
         self.data.close()
+        self.layers.close()
         for producer_id in list(self.producers):
             self._close_producer(producer_id)
         for consumer in list(self.consumers.values()):

@@ -177,25 +177,26 @@ async def browser() -> AsyncIterator[object]:
             await browser.close()
 
 
-OpenPage = Callable[[str, str], Awaitable[object]]
+OpenPage = Callable[..., Awaitable[object]]
 
 
 @pytest.fixture
 async def open_call_page(
     browser, server: Server, request: pytest.FixtureRequest
 ) -> AsyncIterator[OpenPage]:
-    """``await open_call_page(name, room)``: a page, in a browser context of its own, that
-    autojoins ``room`` as ``name``; resolves once it has joined (``switchboard.participantId``)."""
+    """``await open_call_page(name, room, query="")``: a page, in a browser context of its own,
+    that autojoins ``room`` as ``name`` (``query``: more URL parameters, e.g. ``&video=1280x720``);
+    resolves once it has joined (``switchboard.participantId``)."""
     opened: list[tuple[str, object, list[str]]] = []
 
-    async def open_page(name: str, room: str):
+    async def open_page(name: str, room: str, query: str = ""):
         context = await browser.new_context(viewport={"width": 1100, "height": 800})
         page = await context.new_page()
         console: list[str] = []
         page.on("console", lambda msg: console.append(f"[{msg.type}] {msg.text}"))
         page.on("pageerror", lambda exc: console.append(f"[pageerror] {exc}"))
         opened.append((name, page, console))
-        await page.goto(f"{server.url}/?name={name}&room={room}&autojoin=1")
+        await page.goto(f"{server.url}/?name={name}&room={room}&autojoin=1{query}")
         await page.wait_for_function(
             "() => window.switchboard && window.switchboard.participantId !== null",
             timeout=15_000,

@@ -137,6 +137,36 @@ def _sdp(**fields: Any) -> str:
             id="name of 65 characters",
         ),
         pytest.param(_sdp(type="publish_offer"), "invalid_message", 9, id="offer without sdp"),
+        pytest.param(
+            _sdp(type="update_subscription", max_width=320),
+            "invalid_message",
+            9,
+            id="update_subscription without track_id",
+        ),
+        pytest.param(
+            _sdp(type="update_subscription", track_id="TR_1", max_width=0),
+            "invalid_message",
+            9,
+            id="update_subscription max_width 0",
+        ),
+        pytest.param(
+            _sdp(type="update_subscription", track_id="TR_1", max_height=1.5),
+            "invalid_message",
+            9,
+            id="update_subscription max_height not an integer",
+        ),
+        pytest.param(
+            _sdp(type="update_subscription", track_id="TR_1", max_fps=0),
+            "invalid_message",
+            9,
+            id="update_subscription max_fps 0",
+        ),
+        pytest.param(
+            _sdp(type="update_subscription", track_id="TR_1", paused="yes"),
+            "invalid_message",
+            9,
+            id="update_subscription paused a string",
+        ),
         pytest.param(_sdp(type="publish_offer", sdp=""), "invalid_message", 9, id="empty sdp"),
         pytest.param(
             _sdp(type="publish_offer", sdp={"sdp": "v=0"}), "invalid_message", 9, id="sdp an object"

@@ -142,6 +142,23 @@ async def trickle(conn: Connection, msg: dict[str, Any]) -> Result:
     return {}
 
 
+async def ice_restart(conn: Connection, msg: dict[str, Any]) -> Result:
+    """Restart ICE on the subscribe connection with the next subscribe_offer (session.py)."""
+    conn.joined().restart_ice(msg["connection"])
+    return {}
+
+
+async def update_subscription(conn: Connection, msg: dict[str, Any]) -> Result:
+    """A subscriber's preference for one simulcast track (session.py, sfu/simulcast/)."""
+    return conn.joined().update_subscription(
+        msg["track_id"],
+        max_width=msg.get("max_width"),
+        max_height=msg.get("max_height"),
+        max_fps=msg.get("max_fps"),
+        paused=msg.get("paused", False),
+    )
+
+
 async def mute(conn: Connection, msg: dict[str, Any]) -> Result:
     conn.joined().set_muted(msg["track_id"], msg["muted"])
     return {}
@@ -178,7 +195,9 @@ HANDLERS: dict[str, Handler] = {
     "publish_offer": publish_offer,
     "subscribe_answer": subscribe_answer,
     "trickle": trickle,
+    "ice_restart": ice_restart,
     "mute": mute,
+    "update_subscription": update_subscription,
     "mute_participant": mute_participant,
     "remove_participant": remove_participant,
     "leave": leave,

@@ -49,6 +49,25 @@ def speakers_changed(speakers: list[str], dominant: str | None) -> Message:
     return {"type": "speakers_changed", "speakers": speakers, "dominant": dominant}
 
 
+def layer_changed(
+    track_id: str, rid: str | None, width: int | None, height: int | None
+) -> Message:
+    """The simulcast layer this subscriber now receives of ``track_id`` (rid None: paused)."""
+    return {
+        "type": "layer_changed",
+        "track_id": track_id,
+        "rid": rid,
+        "width": width,
+        "height": height,
+    }
+
+
+def publisher_layers(track_id: str, active: list[str]) -> Message:
+    """Dynacast: the simulcast layers (RIDs) of your track ``track_id`` someone needs; send
+    those, stop the others."""
+    return {"type": "publisher_layers", "track_id": track_id, "active": active}
+
+
 def disconnect(code: int, reason: str) -> Message:
     return {"type": "disconnect", "code": code, "reason": reason}
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...sfu import SdpError
 from ...sfu.producer import Producer
+from ...sfu.simulcast import Preference
 from ...sfu.transport import WebRtcTransport
 from . import outbound
 from .protocol import ProtocolError
@@ -62,6 +63,18 @@ class Participant:
             room.router, "subscribe", self.id, self._transport_closed
         )
         self.subscribe.on_renegotiation_needed = self._renegotiation_needed
+        # Simulcast: the layer this subscriber gets; dynacast requests to this publisher.
+        self.subscribe.on_layer_changed = lambda consumer, layer: self.send(
+            outbound.layer_changed(
+                consumer.producer.id,
+                layer.rid if layer else None,
+                layer.width if layer else None,
+                layer.height if layer else None,
+            )
+        )
+        self.publish.on_publisher_layers = lambda producer, rids: self.send(
+            outbound.publisher_layers(producer.id, rids)
+        )
         self._dirty = asyncio.Event()
         self._offer_id = 0
         self._answered: asyncio.Event | None = None
@@ -139,6 +152,44 @@ class Participant:
             raise ProtocolError("no_pending_offer", f"subscribe offer {offer_id} is not pending")
         await self.subscribe.handle_answer(sdp)
         answered.set()
+
+    def restart_ice(self, connection: str) -> None:
+        """Restart ICE (RFC 8445 §9) on ``connection`` after the client's network changed. The
+        subscribe connection restarts with the next subscribe offer, serialised with the other
+        renegotiations; the publish connection restarts with the client's next publish offer
+        (new ICE credentials), so asking here is refused with ``restart_by_offer``.
+        Raises ProtocolError/SdpError ``not_connected`` before the connection is up."""
+        if connection == "subscribe":
+            self.subscribe.restart_ice()
+        elif self.publish.connection_state != "connected":
+            raise ProtocolError("not_connected", "the publish connection is not connected yet")
+        else:
+            raise ProtocolError(
+                "restart_by_offer",
+                "the client restarts ICE on the publish connection: send a publish_offer "
+                "with new ICE credentials (pc.restartIce())",
+            )
+
+    def update_subscription(
+        self,
+        track_id: str,
+        max_width: int | None = None,
+        max_height: int | None = None,
+        max_fps: float | None = None,
+        paused: bool = False,
+    ) -> dict[str, Any]:
+        """Set this subscriber's preference for simulcast track ``track_id``; return the
+        reply: the RIDs the track has. Raises ProtocolError ``unknown_track``,
+        ``not_simulcast``."""
+        try:
+            consumer = self.subscribe.update_subscription(
+                track_id, Preference(max_width, max_height, max_fps, paused)
+            )
+        except KeyError:
+            raise ProtocolError("unknown_track", f"you receive no track {track_id}") from None
+        except ValueError as exc:
+            raise ProtocolError("not_simulcast", str(exc)) from None
+        return {"rids": [layer.rid for layer in consumer.producer.layers]}
 
     def consume(self, producer: Producer) -> None:
         """Start receiving ``producer`` (renegotiates the subscribe connection)."""
