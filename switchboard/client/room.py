@@ -99,6 +99,9 @@ class Room:
         self.session_id = ""  # from the join reply, for ``resume``
         self._resume_with: tuple[str, str, Any] = ("", "", True)  # socket URL, token, ssl
         self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._unsent_answer: tuple[int, str] | None = None  # (offer id, SDP) the socket lost
+        self._session_up = asyncio.Event()  # cleared while ``resume`` swaps the socket
+        self._session_up.set()
         self._reader: asyncio.Task[None] | None = None
         self._answerer: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
@@ -200,6 +203,7 @@ class Room:
         participant back: peer connections untouched, the events missed in between delivered
         to the callbacks in order. Raises SignallingError ``cannot_resume`` when too late."""
         ws_url, token, ssl = self._resume_with
+        self._session_up.clear()
         await self._ws.close()
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,6 +218,15 @@ class Room:
         for message in resumed["missed"]:
             self._dispatch(message)
         self._pinger = asyncio.ensure_future(self._ping())
+        self._session_up.set()
+        # An answer the old socket failed to send: the server still waits for it (its next
+        # offer, an ICE restart's included, comes only after it).
+        unsent, self._unsent_answer = self._unsent_answer, None
+        if unsent is not None:
+            try:
+                await self.request("subscribe_answer", offer_id=unsent[0], sdp=unsent[1])
+            except SignallingError as exc:  # it did arrive before the socket dropped
+                log.info("subscribe answer sent again after resume: %s", exc)
 
     async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return its result; raises SignallingError on an error reply,
@@ -561,12 +574,16 @@ class Room:
                     done.add_done_callback(functools.partial(_settle, waiter))
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
+            await self._session_up.wait()  # not on a socket ``resume`` has not taken back yet
             try:
                 await self.request(
                     "subscribe_answer", offer_id=msg["offer_id"], sdp=pc.localDescription.sdp
                 )
-            except (SignallingError, ConnectionError) as exc:
+            except SignallingError as exc:
                 log.warning("subscribe answer refused: %s", exc)
+            except ConnectionError as exc:  # the socket dropped: ``resume`` sends it again
+                log.info("subscribe answer not sent: %s", exc)
+                self._unsent_answer = (msg["offer_id"], pc.localDescription.sdp)
 
     def _on_remote_track(self, track: MediaStreamTrack) -> None:
         assert self.subscribe_pc is not None

@@ -26,8 +26,10 @@ decodes what it receives and encodes what it sends, so forwarding needs these ho
 * ``spread_bundle_candidates``: aiortc reads a bundle's remote candidates from its last
   m-section only; browsers put them on the first.
 * Simulcast (the section at the end): ``accept_rid_extensions``, ``skip_jitter_buffer``,
-  ``route_by_mid``, ``unclamp_remb`` on the publish side; ``tap_remb`` on forwarding
-  senders; ``cap_sent_remb`` (fault injection).
+  ``route_by_mid`` (which admits only SSRCs the Producer can place), ``forget_ssrc``,
+  ``unclamp_remb`` on the publish side; ``tap_remb`` on forwarding senders;
+  ``cap_sent_remb`` (fault injection); process-wide, a REMB with a truncated SSRC list is
+  dropped before aiortc's router (whose struct.error ended the peer connection).
 * ``begin_ice_restart``, ``finish_ice_restart`` (and ``is_ice_restart``, ``blackhole_ice``...):
   ICE restart (RFC 8445 §9), which aiortc lacks: a new aioice Connection under the same
   RTCIceTransport and DTLS transport. See the section at the end.
@@ -1011,6 +1013,9 @@ async def begin_ice_restart(pc: Any) -> None:
             transport_policy=old._transport_policy,
         )
         await new.gather_candidates()
+        if ice.state == "closed":  # stopped while gathering: stop_both has run already
+            await new.close()
+            raise IceRestartError("the ICE transport closed during the restart")
         switch.pending = new
         # Local descriptions read the gatherer's Connection; remote candidates (SDP and
         # trickle) go to the transport's, which ends them afresh.
@@ -1288,6 +1293,37 @@ def tap_remb(sender: RTCRtpSender, on_remb: Callable[[int, tuple[int, ...]], Non
         await handle(packet)
 
     sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+def _drop_truncated_remb() -> None:
+    """Make every transport drop a REMB whose FCI names more SSRCs than it holds, before it is
+    routed. aiortc's ``unpack_remb_fci`` then raises struct.error, which neither its RTCP
+    router nor its senders catch (only ValueError): one such packet from a peer ended the
+    receive loop of its DTLS transport, so the whole peer connection. Process-wide, installed
+    at import."""
+    from aiortc.rtcdtlstransport import RtpRouter
+    from aiortc.rtp import RTCP_PSFB_APP, unpack_remb_fci
+
+    route = RtpRouter.route_rtcp
+    if getattr(route, "_switchboard_guard", False):
+        return
+
+    def route_rtcp(self: RtpRouter, packet: Any) -> Any:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass  # not a REMB: aiortc ignores it
+            except struct.error:
+                log.debug("dropped a REMB with a truncated SSRC list")
+                return set()
+        return route(self, packet)
+
+    route_rtcp._switchboard_guard = True  # type: ignore[attr-defined]
+    RtpRouter.route_rtcp = route_rtcp  # type: ignore[method-assign]
+
+
+_drop_truncated_remb()
 
 
 def cap_sent_remb(receiver: RTCRtpReceiver, cap_bps: Callable[[], int | None]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -133,7 +134,7 @@ class WebRtcTransport:
                 raise SdpError("invalid_sdp", f"cannot apply offer: {_short(exc)}") from None
             if restart:
                 self._finish_ice_restart()
-            self._simulcast = sdp_simulcast.parse_offer(offer)
+            self._simulcast = self._published_layers(sdp_simulcast.parse_offer(offer))
             for transceiver in self._pc.getTransceivers():
                 if transceiver.mid in self._simulcast:
                     aiortc_glue.accept_rid_extensions(
@@ -150,6 +151,30 @@ class WebRtcTransport:
                 if transceiver.currentDirection not in ("recvonly", "sendrecv"):
                     self._close_producer(producer_id)  # the client stopped sending it
             return sdp_simulcast.answer(self._local_sdp(), self._simulcast), created
+
+    def _published_layers(
+        self, offers: dict[str, sdp_simulcast.SimulcastOffer]
+    ) -> dict[str, sdp_simulcast.SimulcastOffer]:
+        """``offers`` as answerable: a re-offer cannot change the layers of a track already
+        published (its Producer has them), so its m-section is answered with those of the
+        Producer's RIDs still offered, and a track published as one stream gets no simulcast.
+        Otherwise the answer would ask for layers whose packets are then all dropped."""
+        out = dict(offers)
+        for producer_id, transceiver in self._producer_transceivers.items():
+            offer = out.get(transceiver.mid or "")
+            if offer is None:
+                continue
+            producer = self.producers.get(producer_id)
+            kept = (
+                tuple(x.rid for x in producer.layers if x.rid in offer.rids)
+                if isinstance(producer, SimulcastProducer)
+                else ()
+            )
+            if kept:
+                out[offer.mid] = dataclasses.replace(offer, rids=kept)
+            else:
+                del out[offer.mid]
+        return out
 
     def _create_producer(self, track: MediaStreamTrack) -> Producer | None:
         transceiver = next(t for t in self._pc.getTransceivers() if t.receiver.track is track)
@@ -295,6 +320,7 @@ class WebRtcTransport:
                     await self._begin_ice_restart()
                 except SdpError as exc:  # it failed meanwhile: on_closed follows
                     log.info("transport %s: no ICE restart: %s", self.id, exc.message)
+                self._require("subscribe")  # closed while the restart gathered
             offer = await self._pc.createOffer()
             await self._pc.setLocalDescription(offer)
             mids = {

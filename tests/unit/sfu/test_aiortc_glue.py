@@ -12,6 +12,7 @@ import inspect
 import re
 import socket
 import ssl
+import struct
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable
@@ -1187,3 +1188,54 @@ def test_route_by_mid_admit_and_forget_ssrc(transceiver: RTCRtpTransceiver) -> N
     for name in ("remote_streams", "active_ssrc", "lsr", "lsr_time"):
         assert 7 not in getattr(private, f"_RTCRtpReceiver__{name}"), name
     assert 7 not in private._RTCRtpReceiver__remote_bitrate_estimator.ssrcs
+
+
+async def test_closing_while_a_restart_gathers(
+    pcs: tuple[RTCPeerConnection, RTCPeerConnection],
+) -> None:
+    """A peer connection closed while ``begin_ice_restart`` gathers (a client leaving just
+    after asking for a restart): the restart raises IceRestartError and its new Connection
+    is closed, not left with open sockets on a stopped transport."""
+    sending, receiving = pcs
+    sending.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    seen = Seen()
+    _, started = await connect_with_tap(sending, receiving, seen, decode=False)
+    await asyncio.wait_for(started.wait(), TIMEOUT_S)
+    created: list[aioice.ice.Connection] = []
+    gathering, closed = asyncio.Event(), asyncio.Event()
+    gather = aioice.ice.Connection.gather_candidates
+
+    async def gather_slowly(self: aioice.ice.Connection) -> None:
+        created.append(self)
+        await gather(self)
+        gathering.set()
+        await closed.wait()  # a slow STUN/TURN server: the close comes meanwhile
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aioice.ice.Connection, "gather_candidates", gather_slowly)
+        restart = asyncio.ensure_future(aiortc_glue.begin_ice_restart(sending))
+        await asyncio.wait_for(gathering.wait(), TIMEOUT_S)
+        await asyncio.wait_for(sending.close(), TIMEOUT_S)
+        closed.set()
+        with pytest.raises(aiortc_glue.IceRestartError):
+            await asyncio.wait_for(restart, TIMEOUT_S)
+    assert len(created) == 1 and not created[0]._protocols  # its sockets are closed
+
+
+def test_a_truncated_remb_is_dropped_before_routing(transceiver: RTCRtpTransceiver) -> None:
+    """aiortc's router and senders catch ValueError from ``unpack_remb_fci``, not the
+    struct.error of an FCI shorter than its SSRC count says: the glue drops that REMB."""
+    from aiortc.rtp import RTCP_PSFB_APP, pack_remb_fci, unpack_remb_fci
+
+    router = transceiver.sender.transport._rtp_router
+    router.register_sender(transceiver.sender, ssrc=transceiver.sender._ssrc)
+    ssrc = transceiver.sender._ssrc
+    truncated = b"REMB" + (200 << 24 | 1000).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+    with pytest.raises(struct.error):
+        unpack_remb_fci(truncated)
+    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=ssrc, fci=truncated)
+    assert router.route_rtcp(packet) == set()
+    valid = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(1, [ssrc]))
+    assert router.route_rtcp(valid) == {transceiver.sender}
+    not_remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=ssrc, fci=b"APPX")
+    assert router.route_rtcp(not_remb) == {transceiver.sender}
