@@ -415,10 +415,11 @@ class Room:
         max_fps: float | None = None,
         paused: bool = False,
     ) -> list[str]:
-        """Set what you want of a remote simulcast track: the largest size (pixels) and frame
-        rate, or ``paused``; the SFU forwards the best layer within it that your bandwidth
-        allows and reports switches with ``on_layer_changed``. Returns the track's RIDs;
-        raises SignallingError ``unknown_track`` or ``not_simulcast``."""
+        """Set what you want of a remote track: the largest size (pixels) and frame rate, or
+        ``paused``. For a simulcast track the SFU forwards the best layer within it that your
+        bandwidth allows and reports switches with ``on_layer_changed``; a single-layer track
+        (audio included) only pauses and resumes. Returns the track's RIDs (empty for a
+        single-layer track); raises SignallingError ``unknown_track``."""
         fields: dict[str, Any] = {"paused": paused}
         for name, value in (("max_width", max_width), ("max_height", max_height)):
             if value is not None:

@@ -46,6 +46,7 @@ class Consumer:
         "_sender",
         "_seq",
         "_paused_by_mute",
+        "paused",
         "_needs_key_frame",
         "_on_closed",
         "_sent",
@@ -70,6 +71,7 @@ class Consumer:
         self._seq = SeqRewriter()
         self._needs_key_frame = producer.kind == "video"
         self._paused_by_mute = False
+        self.paused = False  # by the subscriber (update_subscription): forward nothing
         self._on_closed: list[Callable[[Consumer], None]] = []
         self._sent = SentSeqMap()
         self.packets_resent = 0
@@ -139,7 +141,7 @@ class Consumer:
         Router's fan-out calls this): None when done, else an awaitable that finishes it."""
         if self.closed or not self._sender.started:
             return None
-        if self.producer.muted:  # muted (by its owner or a presenter): nothing is forwarded
+        if self.producer.muted or self.paused:  # muted (owner or presenter) or paused
             self._paused_by_mute = True
             return None
         if self._paused_by_mute:  # unmuted: resume without a sequence gap, video on a key frame

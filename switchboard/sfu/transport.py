@@ -285,17 +285,19 @@ class WebRtcTransport:
         self.on_renegotiation_needed()
         return consumer
 
-    def update_subscription(self, track_id: str, preference: Preference) -> SimulcastConsumer:
-        """Set the subscriber's ``preference`` for the simulcast track ``track_id`` (its
-        Producer's id) and re-choose layers at once. Raises KeyError when this connection has
-        no such track, ValueError when the track is not simulcast."""
+    def update_subscription(self, track_id: str, preference: Preference) -> Consumer:
+        """Set the subscriber's ``preference`` for the track ``track_id`` (its Producer's id):
+        a simulcast track re-chooses its layer at once; a single-layer track has no layer to
+        choose, so only ``paused`` applies to it. Raises KeyError when this connection has no
+        such track."""
         self._require("subscribe")
         found = [c for c in self.consumers.values() if c.producer.id == track_id]
         if not found:
             raise KeyError(track_id)
         consumer = found[-1]
         if not isinstance(consumer, SimulcastConsumer):
-            raise ValueError(f"track {track_id} has a single layer")
+            consumer.paused = preference.paused
+            return consumer
         consumer.preference = preference
         consumer.raised_ms = monotonic_ms()
         self.layers.allocate()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...sfu import SdpError
 from ...sfu.producer import Producer
-from ...sfu.simulcast import Preference
+from ...sfu.simulcast import Preference, SimulcastConsumer
 from ...sfu.transport import WebRtcTransport
 from . import outbound
 from .protocol import ProtocolError
@@ -178,18 +178,17 @@ class Participant:
         max_fps: float | None = None,
         paused: bool = False,
     ) -> dict[str, Any]:
-        """Set this subscriber's preference for simulcast track ``track_id``; return the
-        reply: the RIDs the track has. Raises ProtocolError ``unknown_track``,
-        ``not_simulcast``."""
+        """Set this subscriber's preference for track ``track_id``; return the reply: the
+        RIDs the track has (none for a single-layer track, where only ``paused`` applies).
+        Raises ProtocolError ``unknown_track``."""
         try:
             consumer = self.subscribe.update_subscription(
                 track_id, Preference(max_width, max_height, max_fps, paused)
             )
         except KeyError:
             raise ProtocolError("unknown_track", f"you receive no track {track_id}") from None
-        except ValueError as exc:
-            raise ProtocolError("not_simulcast", str(exc)) from None
-        return {"rids": [layer.rid for layer in consumer.producer.layers]}
+        layers = consumer.producer.layers if isinstance(consumer, SimulcastConsumer) else []
+        return {"rids": [layer.rid for layer in layers]}
 
     def consume(self, producer: Producer) -> None:
         """Start receiving ``producer`` (renegotiates the subscribe connection)."""
