@@ -49,9 +49,7 @@ def speakers_changed(speakers: list[str], dominant: str | None) -> Message:
     return {"type": "speakers_changed", "speakers": speakers, "dominant": dominant}
 
 
-def layer_changed(
-    track_id: str, rid: str | None, width: int | None, height: int | None
-) -> Message:
+def layer_changed(track_id: str, rid: str | None, width: int | None, height: int | None) -> Message:
     """The simulcast layer this subscriber now receives of ``track_id`` (rid None: paused)."""
     return {
         "type": "layer_changed",
