@@ -34,9 +34,22 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-# Forwarding hot path, quick version (< 1 minute): table on stdout, JSON in benchmarks/results/.
-bench: $(VENV)/.installed-run
-	$(BIN)/python benchmarks/hot_path.py --quick --json benchmarks/results/hot_path.json
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@ $(VENV)/.installed-run
+
+# Quick benchmarks (< 5 minutes in all; docs/performance.md): the forwarding hot path
+# in-process, then the real server under load beside the MediaRelay baseline and Janus
+# (installed by scripts/ensure-janus when possible). Tables on stdout; JSON and the chart in
+# benchmarks/results/.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/hot_path.py --quick --path aiortc,fast \
+		--json benchmarks/results/hot_path.json
+	$(BIN)/python benchmarks/hot_path.py --quick --ingress socket --loop asyncio,uvloop \
+		--json benchmarks/results/hot_path_loops.json
+	scripts/ensure-janus
+	scripts/in-netns $(BIN)/python benchmarks/load.py --quick --compare \
+		--json benchmarks/results/load.json --chart benchmarks/results/load.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
