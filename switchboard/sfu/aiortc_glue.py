@@ -25,6 +25,8 @@ decodes what it receives and encodes what it sends, so forwarding needs these ho
 * ``negotiated_codecs``: what a transceiver negotiated (aiortc keeps it private).
 * ``spread_bundle_candidates``: aiortc reads a bundle's remote candidates from its last
   m-section only; browsers put them on the first.
+* Process-wide, at import: aioice's UDP protocol demultiplexes by first byte (RFC 7983) before
+  it tries to parse a datagram as STUN, so media skips the STUN parser.
 * Simulcast (the section at the end): ``accept_rid_extensions``, ``skip_jitter_buffer``,
   ``route_by_mid`` (which admits only SSRCs the Producer can place), ``forget_ssrc``,
   ``unclamp_remb`` on the publish side; ``tap_remb`` on forwarding senders;
@@ -198,6 +200,24 @@ async def _create_turn_endpoint(protocol_factory: Any, **kwargs: Any) -> Any:
 
 
 use_turn_tls_context(None)  # record TURN errors from the start
+
+
+_original_datagram_received = aioice.ice.StunProtocol.datagram_received
+
+
+def _demultiplex_datagram(self: aioice.ice.StunProtocol, data: bytes, addr: Any) -> None:
+    """aioice's ``StunProtocol.datagram_received``, demultiplexed first (RFC 7983 §7): only a
+    datagram whose first byte is 0..3 can be STUN. aioice parses every datagram as STUN and
+    hands on what fails with ValueError; for DTLS and SRTP that parse is wasted work on every
+    media packet, and a packet whose bytes happen to look like a STUN header with a short
+    attribute raised struct.error in the event loop's callback, and was lost."""
+    if data and data[0] > 3:
+        self.receiver.data_received(data, self.local_candidate.component)
+    else:
+        _original_datagram_received(self, data, addr)
+
+
+aioice.ice.StunProtocol.datagram_received = _demultiplex_datagram  # type: ignore[method-assign]
 
 
 class ReceiveTap:
@@ -539,6 +559,7 @@ class ForwardingSender:
         "started",
         "sr_mapping",
         "fast",
+        "srtp_refused",
         "_template",
         "_template_level",
         "_sr_written",
@@ -571,6 +592,7 @@ class ForwardingSender:
         self.ssrc: int = sender._ssrc
         self.started = False
         self.fast = True
+        self.srtp_refused = 0  # packets libsrtp would not protect (dropped, see forward)
         self._template: _RtpHeaderTemplate | None = None
         self._template_level: _RtpHeaderTemplate | None = None
         self._sr_written: tuple[int, int] | None = None
@@ -694,9 +716,11 @@ class ForwardingSender:
         if hooks is None or not hooks.drops(buffer[:end]):
             size = _size
             size[0] = end
-            status = _srtp_protect(transport._tx_srtp._srtp[0], _cdata, size)
-            if status:
-                raise pylibsrtp.Error(f"srtp_protect failed with status {status}")
+            if _srtp_protect(transport._tx_srtp._srtp[0], _cdata, size):
+                # e.g. an index behind libsrtp's replay window (a publisher's sequence
+                # numbers jumping back): dropped and counted, as a lost packet
+                self.srtp_refused += 1
+                return None
             end = size[0]
             sendto(buffer[:end], self._route_addr)
             transport._RTCDtlsTransport__tx_bytes += end
@@ -759,7 +783,11 @@ class ForwardingSender:
         sender = self._sender
         if self._keep_history:
             sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = out  # type: ignore[attr-defined]
-        await self._transport._send_rtp(out.serialize(self._ext_map))
+        try:
+            await self._transport._send_rtp(out.serialize(self._ext_map))
+        except pylibsrtp.Error:  # as on the fast path: dropped and counted
+            self.srtp_refused += 1
+            return
         ntp, rtp_ts = (now_ntp, ts) if self.sr_mapping is None else self.sr_mapping
         self._sr_written = None
         sender._RTCRtpSender__ntp_timestamp = ntp  # type: ignore[attr-defined]
@@ -780,7 +808,10 @@ class ForwardingSender:
         sender._RTCRtpSender__rtp_history[seq % RTP_HISTORY_SIZE] = self._rewrite(  # type: ignore[attr-defined]
             packet, seq, ts, audio_level, clock.current_ntp_time()
         )
-        await sender._retransmit(seq)
+        try:
+            await sender._retransmit(seq)
+        except pylibsrtp.Error:  # the original packet, too old for libsrtp's window: dropped
+            self.srtp_refused += 1
 
     def _rewrite(
         self, packet: RtpPacket, seq: int, ts: int, audio_level: Any, now_ntp: int

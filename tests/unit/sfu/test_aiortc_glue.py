@@ -1239,3 +1239,58 @@ def test_a_truncated_remb_is_dropped_before_routing(transceiver: RTCRtpTransceiv
     assert router.route_rtcp(valid) == {transceiver.sender}
     not_remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=ssrc, fci=b"APPX")
     assert router.route_rtcp(not_remb) == {transceiver.sender}
+
+
+def _stun_lookalike_rtp() -> bytes:
+    """An RTP packet (V=2) whose bytes 2..3 equal its length minus 20 and whose body reads
+    as a PRIORITY attribute two bytes long: aioice's STUN parser raises struct.error on it."""
+    header = bytes([0x80, 0x60]) + struct.pack("!H", 8) + bytes(16)
+    return header + struct.pack("!HH", 0x0024, 2) + b"\x01\x02\x00\x00"
+
+
+async def test_datagrams_are_demultiplexed_before_stun_parsing() -> None:
+    """RFC 7983 §7: only a first byte of 0..3 is STUN. Without the demultiplexer aioice
+    parses the packet above as STUN and the event loop's callback dies on struct.error."""
+    original = aiortc_glue._original_datagram_received
+    assert aioice.ice.StunProtocol.datagram_received is aiortc_glue._demultiplex_datagram
+    source = inspect.getsource(original)  # what the demultiplexer hands data on to
+    assert "stun.parse_message(data)" in source
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in source
+    with pytest.raises(struct.error):
+        aioice.stun.parse_message(_stun_lookalike_rtp())
+
+    connection = aioice.ice.Connection(ice_controlling=True)
+    protocol = aioice.ice.StunProtocol(connection)
+    protocol.local_candidate = aioice.Candidate(
+        foundation="1",
+        component=1,
+        transport="udp",
+        priority=1,
+        host="127.0.0.1",
+        port=9,
+        type="host",
+    )
+    rtp = _stun_lookalike_rtp()
+    protocol.datagram_received(rtp, ("127.0.0.1", 10))
+    # what Connection.recv() returns once connected (it refuses before)
+    assert await asyncio.wait_for(connection._queue.get(), 1) == (rtp, 1)
+    await connection.close()
+
+
+async def test_packets_libsrtp_refuses_are_dropped_and_counted(
+    pcs: tuple[RTCPeerConnection, RTCPeerConnection],
+) -> None:
+    """A sequence number far behind libsrtp's replay window (a publisher jumping back) is
+    refused by srtp_protect: dropped and counted on both paths, never raised (it used to
+    raise pylibsrtp.Error for every such packet, logged by the Router each time)."""
+    sending, receiving = pcs
+    forwarder, _, seen = await start_forwarder(sending, receiving, "video", lambda _: None)
+    await forward_until_sent(forwarder, [(RtpPacket(payload=b"\x10\x00\x01"), 5000, 0, None)])
+    assert forwarder.forward(RtpPacket(payload=b"\x10\x00\x02"), 1000, 0) is None
+    forwarder.fast = False
+    await forwarder.send(RtpPacket(payload=b"\x10\x00\x03"), 1001, 0)
+    assert forwarder.srtp_refused == 2
+    forwarder.fast = True
+    await forward_until_sent(forwarder, [(RtpPacket(payload=b"\x10\x00\x04"), 5001, 0, None)])
+    await seen.until(lambda: len(seen.packets) >= 2)
+    assert [p.sequence_number for p in seen.packets] == [5000, 5001]
