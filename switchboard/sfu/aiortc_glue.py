@@ -217,7 +217,7 @@ def _demultiplex_datagram(self: aioice.ice.StunProtocol, data: bytes, addr: Any)
         _original_datagram_received(self, data, addr)
 
 
-aioice.ice.StunProtocol.datagram_received = _demultiplex_datagram  # type: ignore[method-assign]
+aioice.ice.StunProtocol.datagram_received = _demultiplex_datagram  # type: ignore[method-assign,assignment]
 
 
 class ReceiveTap:
