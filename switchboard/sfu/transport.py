@@ -356,7 +356,8 @@ class WebRtcTransport:
                 self._finish_ice_restart()
 
     # ICE restart (RFC 8445 §9): new ICE credentials and candidates under the same DTLS
-    # association and SRTP sessions, so Producers and Consumers carry on (aiortc_glue.py).
+    # association and SRTP sessions, so Producers and Consumers carry on
+    # (aiortc_glue/ice_restart.py).
 
     def restart_ice(self) -> None:
         """Restart ICE with the next subscribe offer (the client asked: its network changed).

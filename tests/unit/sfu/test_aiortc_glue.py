@@ -1,4 +1,4 @@
-"""switchboard/sfu/aiortc_glue.py: fails if aiortc or aioice change under the glue.
+"""switchboard/sfu/aiortc_glue/: fails if aiortc or aioice change under the glue.
 
 Three layers: the pinned versions are the installed ones; every private name the glue
 touches exists on real aiortc objects; and the hooks work between two aiortc peer connections
@@ -166,7 +166,7 @@ def test_private_names_have_the_types_the_glue_assumes(transceiver: RTCRtpTransc
 
 
 def test_aioice_host_address_hook() -> None:
-    original = aiortc_glue._original_get_host_addresses
+    original = aiortc_glue.network._original_get_host_addresses
     assert original.__module__ == "aioice.ice"
     assert list(inspect.signature(original).parameters) == ["use_ipv4", "use_ipv6"]
     # aioice looks the function up in its module when it gathers, so replacing it works
@@ -209,7 +209,7 @@ async def test_aioice_udp_port_range_hook() -> None:
     source = inspect.getsource(aioice.ice.Connection.get_component_candidates)
     assert "loop = asyncio.get_running_loop()" in source
     assert "loop.create_datagram_endpoint(" in source and "local_addr=(address, 0)" in source
-    assert aiortc_glue._original_asyncio is asyncio
+    assert aiortc_glue.network._original_asyncio is asyncio
     aiortc_glue.use_host_addresses(["127.0.0.1"])
     base = _free_udp_ports(4)
     aiortc_glue.use_udp_port_range((base, base + 3))
@@ -229,11 +229,11 @@ def test_aioice_turn_endpoint_hook() -> None:
     # aioice looks create_turn_endpoint up in aioice.turn at each allocation, passing ssl=bool
     source = inspect.getsource(aioice.ice.relayed_candidate)
     assert "turn.create_turn_endpoint(" in source and "ssl=turn_ssl," in source
-    original = aiortc_glue._original_create_turn_endpoint
+    original = aiortc_glue.network._original_create_turn_endpoint
     assert original.__module__ == "aioice.turn"
     assert {"server_addr", "ssl", "transport"} <= set(inspect.signature(original).parameters)
     assert "ssl=ssl" in inspect.getsource(original)
-    assert aioice.turn.create_turn_endpoint is aiortc_glue._create_turn_endpoint
+    assert aioice.turn.create_turn_endpoint is aiortc_glue.network._create_turn_endpoint
 
 
 async def test_turn_hook_records_errors_and_swaps_the_tls_context(
@@ -263,7 +263,7 @@ async def test_turn_hook_records_errors_and_swaps_the_tls_context(
         seen.update(kwargs)
         raise ConnectionRefusedError("captured")
 
-    monkeypatch.setattr(aiortc_glue, "_original_create_turn_endpoint", capture)
+    monkeypatch.setattr(aiortc_glue.network, "_original_create_turn_endpoint", capture)
     context = ssl.create_default_context()
     aiortc_glue.use_turn_tls_context(context)
     try:
@@ -845,7 +845,7 @@ async def test_ice_restart_moves_media_to_new_sockets_and_keeps_dtls(
     """The offerer's network 'changes' (its sockets go silent); an ICE restart (offerer and
     answerer hooks) gathers new sockets, nominates a new pair, and media flows again through
     the same DTLS transport and SRTP sessions."""
-    monkeypatch.setattr(aiortc_glue, "OLD_PAIR_GRACE_S", 0.2)
+    monkeypatch.setattr(aiortc_glue.ice_restart, "OLD_PAIR_GRACE_S", 0.2)
     sending, receiving = pcs
     sending.addTransceiver(VideoStreamTrack(), direction="sendonly")
     seen = Seen()
@@ -1251,8 +1251,8 @@ def _stun_lookalike_rtp() -> bytes:
 async def test_datagrams_are_demultiplexed_before_stun_parsing() -> None:
     """RFC 7983 §7: only a first byte of 0..3 is STUN. Without the demultiplexer aioice
     parses the packet above as STUN and the event loop's callback dies on struct.error."""
-    original = aiortc_glue._original_datagram_received
-    assert aioice.ice.StunProtocol.datagram_received is aiortc_glue._demultiplex_datagram
+    original = aiortc_glue.network._original_datagram_received
+    assert aioice.ice.StunProtocol.datagram_received is aiortc_glue.network._demultiplex_datagram
     source = inspect.getsource(original)  # what the demultiplexer hands data on to
     assert "stun.parse_message(data)" in source
     assert "self.receiver.data_received(data, self.local_candidate.component)" in source
