@@ -120,9 +120,15 @@ class SimulcastPublisher:
         return result
 
     async def connected(self, timeout: float = 15.0) -> None:
-        async with asyncio.timeout(timeout):
-            while self.pc.connectionState != "connected":
-                await asyncio.sleep(0.05)
+        changed = asyncio.Event()
+        self.pc.on("connectionstatechange", changed.set)
+        try:
+            async with asyncio.timeout(timeout):
+                while self.pc.connectionState != "connected":
+                    changed.clear()
+                    await changed.wait()
+        finally:
+            self.pc.remove_listener("connectionstatechange", changed.set)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())

@@ -65,6 +65,24 @@ def vp8_payload(rid: str, key: bool, first: bool, frame: int | None = None) -> b
     return descriptor + header + b"key-frame"
 
 
+class SentPackets(list[RtpPacket]):
+    """RTP packets a tapped DTLS transport sent; ``until(n)`` waits for the n-th."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = asyncio.Event()
+
+    def append(self, packet: RtpPacket) -> None:
+        super().append(packet)
+        self._changed.set()
+
+    async def until(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
 class Publisher:
     """Three simulcast layers as a browser sends them: RID tags, own SSRC/seq/ts each."""
 
@@ -106,7 +124,7 @@ class Publisher:
 
 
 @pytest.fixture
-async def wired() -> AsyncIterator[tuple[Publisher, SimulcastConsumer, list[RtpPacket]]]:
+async def wired() -> AsyncIterator[tuple[Publisher, SimulcastConsumer, SentPackets]]:
     """The Producer's receiver is never connected (the test feeds it); the Consumer's sender
     is connected to an aiortc subscriber over loopback."""
     aiortc_glue.use_host_addresses(["127.0.0.1"])
@@ -136,7 +154,7 @@ async def wired() -> AsyncIterator[tuple[Publisher, SimulcastConsumer, list[RtpP
     consumer = SimulcastConsumer("CO_test", producer, "PA_sub", forwarding)
     holder.append(consumer)
     router.add_consumer(consumer)
-    sent: list[RtpPacket] = []
+    sent = SentPackets()
     aiortc_glue.tap_sent_rtp(sender, sent.append)
     await sfu.setLocalDescription(await sfu.createOffer())
     await subscriber.setRemoteDescription(sfu.localDescription)
@@ -250,9 +268,7 @@ async def test_pause_and_nack_from_the_layer_cache(wired) -> None:
     assert len(sent) == 4 and events == ["q"]
     lost = sent[1]
     consumer.on_nack([lost.sequence_number])
-    async with asyncio.timeout(5):
-        while len(sent) < 5:  # the resend runs as a task
-            await asyncio.sleep(0.01)
+    await sent.until(5)  # the resend runs as a task
     assert consumer.packets_resent == 1 and len(sent) == 5
     resent = sent[-1]
     # as RTX (RFC 4588 §4): the original sequence number, then the payload
