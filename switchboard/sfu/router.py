@@ -49,14 +49,10 @@ class Router:
             self.active_speaker.on_audio_level(producer.participant_id, level[1], monotonic_ms())
         for consumer in self._consumers.get(producer.id, ()):
             try:
-                # A plain Consumer forwards without a coroutine per subscriber when its
-                # sender's fast path applies; other Consumer kinds are awaited.
-                if type(consumer) is Consumer:
-                    pending = consumer.forward_rtp(packet, ext_seq, key_frame)
-                    if pending is not None:
-                        await pending
-                else:
-                    await consumer.send_rtp(packet, ext_seq, key_frame)
+                # None when the packet is already sent (no coroutine per subscriber)
+                pending = consumer.forward_rtp(packet, ext_seq, key_frame)
+                if pending is not None:
+                    await pending
             except Exception:  # one broken Consumer must not starve the others
                 consumer.send_errors += 1
                 log.exception("consumer %s failed to forward", consumer.id)

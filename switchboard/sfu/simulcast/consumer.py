@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiortc.rtp import RtpPacket
@@ -185,6 +185,12 @@ class SimulcastConsumer(Consumer):
             self.current_layer = None  # wait for a key frame of the target
             if self.target_layer is not None:
                 self.producer.request_key_frame(self.target_layer)
+
+    def forward_rtp(
+        self, packet: RtpPacket, ext_seq: int, key_frame: bool
+    ) -> Awaitable[None] | None:
+        """Layer switching needs the whole of ``send_rtp``: always an awaitable."""
+        return self.send_rtp(packet, ext_seq, key_frame)
 
     async def send_rtp(self, packet: RtpPacket, ext_seq: int, key_frame: bool) -> None:
         """Forward ``packet`` (of the Producer layer its SSRC names) if it belongs to the
