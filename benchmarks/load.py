@@ -17,6 +17,9 @@ Measured, per scenario, over a window of ``--duration`` seconds after every stre
 * added latency p50/p99: receive time minus send time of the same packet (send time taken
   just before SRTP in the publisher, receive time just after SRTP in the subscriber; both
   in this process, so it includes the generator's own SRTP and event-loop delays);
+  publishers pace their video as libwebrtc does (``--pacing-factor``, default 2.5 x the
+  clip's bitrate, ``benchmarks/loadgen/pacer.py``; audio unpaced), and the send time is when
+  a packet leaves the pacer, so the figure is what the server adds;
 * server RSS per participant ((RSS under load - RSS before the peers joined) / participants)
   and the RSS slope over the window (MB/min; meaningful with a long ``--duration``);
 * join time: from the ``join`` request to the first *decoded* video frame, for one extra real
@@ -36,6 +39,7 @@ Usage::
 
     python benchmarks/load.py [--quick] [--compare] [--duration S] [--json PATH] [--chart PNG]
     python benchmarks/load.py --publishers 1 --subscribers 1 --rooms 1 --duration 3 --json x.json
+    python benchmarks/load.py --targets switchboard,janus --subscribers 20 --pacing-factor 0
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 from benchmarks.loadgen import janus as janus_runner  # noqa: E402
 from benchmarks.loadgen.media import Clip, encode_audio, encode_video  # noqa: E402
+from benchmarks.loadgen.pacer import DEFAULT_PACING_FACTOR  # noqa: E402
 from benchmarks.loadgen.peers import JanusPeer, Ledger, PeerBase, SwitchboardPeer  # noqa: E402
 from benchmarks.mediarelay_baseline import READY as RELAY_READY  # noqa: E402
 
@@ -286,18 +291,30 @@ async def start_target(
 class Run:
     """The peers of one scenario against one target, and their measurement."""
 
-    def __init__(self, target: Target, scenario: Scenario, video: Clip, audio: Clip) -> None:
+    def __init__(
+        self,
+        target: Target,
+        scenario: Scenario,
+        video: Clip,
+        audio: Clip,
+        pacing_factor: float = DEFAULT_PACING_FACTOR,
+    ) -> None:
         self.target, self.scenario = target, scenario
         self.video, self.audio = video, audio
+        self.pacing_factor = pacing_factor  # x the video clip's bitrate; 0: unpaced
         self.ledger = Ledger()
         # rooms[r] = (publishers, subscribers)
         self.rooms: list[tuple[list[PeerBase], list[PeerBase]]] = []
         self.notes: list[str] = []
 
     def _peer(self, name: str) -> PeerBase:
+        peer: PeerBase
         if self.target.name == JANUS:
-            return JanusPeer(self.target.url, self.ledger, name)
-        return SwitchboardPeer(self.target.url, self.ledger, name)
+            peer = JanusPeer(self.target.url, self.ledger, name)
+        else:
+            peer = SwitchboardPeer(self.target.url, self.ledger, name)
+        peer.pacing_factor = self.pacing_factor
+        return peer
 
     @property
     def peers(self) -> list[PeerBase]:
@@ -480,11 +497,12 @@ async def run_scenario(
     pinning: tuple[set[int], set[int]] | None,
     workdir: Path,
     janus_event_loops: int = 1,
+    pacing_factor: float = DEFAULT_PACING_FACTOR,
 ) -> Result:
     target = await start_target(
         target_name, workdir, pinning[0] if pinning else None, janus_event_loops
     )
-    run = Run(target, scenario, video, audio)
+    run = Run(target, scenario, video, audio, pacing_factor)
     try:
         await asyncio.sleep(0.5)  # let the fresh server settle before the idle RSS sample
         rss_idle = rss_mb(target.pid)
@@ -534,6 +552,15 @@ def format_table(results: list[Result]) -> str:
             + (" !" if r.generator_bottleneck else "")
         )
     return "\n".join(lines)
+
+
+def pacing_line(pacing_factor: float, video: Clip) -> str:
+    """How the publishers paced their video, for the line above the table."""
+    if pacing_factor <= 0:
+        return "pacing: none (--pacing-factor 0): each video frame sent back to back"
+    rate = pacing_factor * video.bitrate_bps / 1e6
+    return (f"pacing: video at {pacing_factor:g} x the clip's bitrate ({rate:.2f} Mbps), "
+            "5 ms budget, audio unpaced")  # fmt: skip
 
 
 def marginal_cpu_per_subscriber(results: list[Result], target: str) -> float | None:
@@ -720,13 +747,14 @@ async def main_async(args: argparse.Namespace) -> int:
             custom = bool(args.publishers or args.subscribers or args.rooms)
             for target in targets_for(scenario, targets, custom):
                 print(f"-- {LABELS[target]}: {scenario.name} ({scenario.participants} "
-                      f"participants, {args.duration:g} s)", flush=True)  # fmt: skip
+                      f"participants, {args.duration:g} s, pacing factor "
+                      f"{args.pacing_factor:g})", flush=True)  # fmt: skip
                 workdir = Path(tmp) / f"{target}-{scenario.name}"
                 workdir.mkdir()
                 try:
                     result = await run_scenario(
                         target, scenario, video, audio, args.duration, pinning, workdir,
-                        args.janus_event_loops,
+                        args.janus_event_loops, args.pacing_factor,
                     )  # fmt: skip
                 except Exception as exc:  # one target failing must not lose the others' figures
                     print(f"   failed: {type(exc).__name__}: {exc}", flush=True)
@@ -738,6 +766,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     print(f"WARNING: the load generator used {result.generator_cpu:.0%} of its "
                           "CPU: it, not the server, may limit this run", flush=True)  # fmt: skip
     print()
+    print(pacing_line(args.pacing_factor, video))
     print(format_table(results))
     found = ratios(results)
     for ratio in found:
@@ -767,7 +796,9 @@ async def main_async(args: argparse.Namespace) -> int:
                                    "bitrate_bps": round(video.bitrate_bps)},
                          "audio": {"codec": "opus", "bitrate_bps": round(audio.bitrate_bps)},
                          "pinning": [sorted(c) for c in pinning] if pinning else None,
-                         "janus_event_loops": args.janus_event_loops},
+                         "janus_event_loops": args.janus_event_loops,
+                         "pacing_factor": args.pacing_factor,
+                         "pacing_rate_bps": round(args.pacing_factor * video.bitrate_bps)},
         }, indent=2))  # fmt: skip
     if args.chart and results:
         write_chart(results, args.chart)
@@ -801,7 +832,16 @@ def main() -> int:
         help="Janus's event_loops: 1 (default, its cheapest per packet here) or 0 (its own "
         "default, a thread per handle)",
     )
+    parser.add_argument(
+        "--pacing-factor",
+        type=float,
+        default=DEFAULT_PACING_FACTOR,
+        help="publishers send video at most at F x the clip's bitrate, as libwebrtc's pacer "
+        f"(default {DEFAULT_PACING_FACTOR:g}, its default); 0: unpaced, frames back to back",
+    )
     args = parser.parse_args()
+    if args.pacing_factor < 0:
+        parser.error("--pacing-factor must be 0 (unpaced) or positive")
     if args.duration is None:
         args.duration = 6.0 if args.quick else 20.0
     if (

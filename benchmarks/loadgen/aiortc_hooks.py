@@ -5,7 +5,9 @@
   SRTP ``unprotect``, to a callback instead of parsing and routing it: no ``RtpPacket``, no
   jitter buffer, no decoder, no RTCP receiver reports. The packet counting costs a few µs.
 * ``tap_sent_rtp``: a publisher's DTLS transport shows each RTP packet to a callback just
-  before SRTP ``protect`` (the send time for the latency figure).
+  before SRTP ``protect`` (the send time for the latency figure), after holding it in a
+  ``pacer.Pacer`` if given (aiortc's senders await the send, so a paced packet holds back
+  its sender's next ones, as a pacer's queue would).
 
 Both see raw RTP bytes; ``payload_key`` finds the payload (RFC 3550 §5.1: CSRCs, then the
 RFC 8285 extension block) and returns it as the key that matches a packet through an SFU,
@@ -18,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection
+
+from .pacer import Pacer, paced_send
 
 
 def payload_key(data: bytes) -> tuple[int, bytes]:
@@ -52,10 +56,16 @@ def count_received_rtp(pc: RTCPeerConnection, on_rtp: Callable[[bytes], None]) -
     transport._loadgen_counting = True
 
 
-def tap_sent_rtp(pc: RTCPeerConnection, on_rtp: Callable[[bytes], None]) -> None:
-    """Call ``on_rtp(plain_rtp_bytes)`` for each RTP packet ``pc`` sends, before SRTP."""
+def tap_sent_rtp(
+    pc: RTCPeerConnection, on_rtp: Callable[[bytes], None], pacer: Pacer | None = None
+) -> None:
+    """Call ``on_rtp(plain_rtp_bytes)`` for each RTP packet ``pc`` sends, before SRTP; with
+    ``pacer``, each packet first waits its turn, and ``on_rtp`` sees it when it leaves."""
     transport = _dtls_transport(pc)
     send = transport._send_rtp
+    if pacer is not None:
+        transport._send_rtp = paced_send(send, pacer, on_rtp)
+        return
 
     async def send_rtp(data: bytes) -> None:
         if not 192 <= data[1] <= 223:  # RTCP packet types 192..223 (RFC 5761 §4)

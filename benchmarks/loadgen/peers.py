@@ -1,6 +1,7 @@
 """Load-generator peers: real aiortc peer connections that negotiate through a server's own
 signalling, publish pre-encoded media (``media.ClipTrack``) and count what they receive after
-SRTP without decoding (``aiortc_hooks``).
+SRTP without decoding (``aiortc_hooks``). Publishers pace their video as libwebrtc does
+(``pacing_factor``, ``pacer.py``).
 
 Two signalling dialects:
 
@@ -38,14 +39,21 @@ from switchboard.sfu import aiortc_glue
 
 from .aiortc_hooks import count_received_rtp, payload_key, tap_sent_rtp
 from .media import Clip, ClipTrack
+from .pacer import Pacer
 
 MEDIA_CODECS = re.compile(r"a=rtpmap:(\d+) (VP8|opus)/", re.IGNORECASE)
+AUDIO_CODECS = re.compile(r"a=rtpmap:(\d+) opus/", re.IGNORECASE)
 SEND_TIMES_KEPT_S = 2.0
 
 
 def media_payload_types(sdp: str) -> set[int]:
     """Payload types of VP8 and Opus in ``sdp`` (RTX, FEC and the rest are not media)."""
     return {int(pt) for pt, _ in MEDIA_CODECS.findall(sdp)}
+
+
+def audio_payload_types(sdp: str) -> set[int]:
+    """Payload types of Opus in ``sdp``: what a pacer lets through unpaced."""
+    return {int(pt) for pt in AUDIO_CODECS.findall(sdp)}
 
 
 def loopback_only(sdp: str) -> str:
@@ -121,6 +129,9 @@ class PeerBase:
         self._send_pts: set[int] = set()
         self._recv_pts: set[int] = set()
         self.decode = False  # the join-time probe decodes instead of counting
+        # Video (and its RTX) leaves at most at pacing_factor x the clip's bitrate, as
+        # libwebrtc's pacer sends it (pacer.py); 0: unpaced, each frame back to back.
+        self.pacing_factor = 0.0
         self.on_video_track: Callable[[Any], None] = lambda track: None
 
     @staticmethod
@@ -140,8 +151,12 @@ class PeerBase:
             if clip.kind == "video":
                 aiortc_glue.tap_key_frame_requests(transceiver.sender, track.key_frame_requested)
         await pc.setLocalDescription(await pc.createOffer())
-        self._send_pts = media_payload_types(pc.localDescription.sdp)
-        tap_sent_rtp(pc, self._on_sent)
+        sdp = pc.localDescription.sdp
+        self._send_pts = media_payload_types(sdp)
+        pacer = None
+        if self.pacing_factor > 0:
+            pacer = Pacer(self.pacing_factor * video.bitrate_bps, audio_payload_types(sdp))
+        tap_sent_rtp(pc, self._on_sent, pacer)
         return pc.localDescription.sdp
 
     def _on_sent(self, data: bytes) -> None:
