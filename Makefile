@@ -12,6 +12,7 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	scripts/ensure-chromium
 	scripts/ensure-coturn
+	scripts/ensure-libsrtp-dev
 	scripts/ensure-espeak-ng
 	scripts/ensure-postgresql
 	scripts/in-netns $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -43,6 +44,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 # (installed by scripts/ensure-janus when possible). Tables on stdout; JSON and the chart in
 # benchmarks/results/.
 bench: $(VENV)/.installed-bench
+	scripts/ensure-libsrtp-dev
 	$(BIN)/python benchmarks/hot_path.py --quick --path aiortc,fast \
 		--json benchmarks/results/hot_path.json
 	$(BIN)/python benchmarks/hot_path.py --quick --ingress socket --loop asyncio,uvloop \
