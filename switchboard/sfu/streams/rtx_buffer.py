@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 
 from aiortc.rtp import RtpPacket
 
@@ -19,12 +19,14 @@ class RtpPacketCache:
     Inputs are extended sequence numbers (``SeqUnwrapper``), so wraparound is not a concern.
     """
 
-    __slots__ = ("max_age_ms", "max_packets", "_packets", "hits", "misses")
+    __slots__ = ("max_age_ms", "max_packets", "_packets", "_arrivals", "hits", "misses")
 
     def __init__(self, max_age_ms: float = 3000.0, max_packets: int = 4096) -> None:
         self.max_age_ms = max_age_ms
         self.max_packets = max_packets
-        self._packets: OrderedDict[int, tuple[float, RtpPacket]] = OrderedDict()
+        self._packets: dict[int, RtpPacket] = {}
+        # (arrival ms, ext seq) in arrival order: O(1) to find and drop the oldest
+        self._arrivals: deque[tuple[float, int]] = deque()
         self.hits = 0
         self.misses = 0
 
@@ -32,25 +34,23 @@ class RtpPacketCache:
         return len(self._packets)
 
     def add(self, ext_seq: int, packet: RtpPacket, now_ms: float) -> None:
-        """Keep ``packet`` (arrived at ``now_ms``); evicts what is too old or too many."""
+        """Keep ``packet`` (arrived at ``now_ms``, never earlier than the previous call's);
+        evicts what is too old or too many, oldest arrival first."""
         packets = self._packets
         if ext_seq in packets:
             return  # a retransmission of what we have: keep the first
-        packets[ext_seq] = (now_ms, packet)
-        if packets and next(reversed(packets)) != ext_seq:
-            packets.move_to_end(ext_seq)  # arrival order; a late packet is as new as any
+        packets[ext_seq] = packet
+        arrivals = self._arrivals
+        arrivals.append((now_ms, ext_seq))
         horizon = now_ms - self.max_age_ms
-        while packets:
-            oldest_seq, (arrived_ms, _) = next(iter(packets.items()))
-            if arrived_ms >= horizon and len(packets) <= self.max_packets:
-                break
-            del packets[oldest_seq]
+        while arrivals and (arrivals[0][0] < horizon or len(arrivals) > self.max_packets):
+            del packets[arrivals.popleft()[1]]
 
     def get(self, ext_seq: int) -> RtpPacket | None:
         """The cached packet ``ext_seq``, or None (never received, or evicted)."""
-        entry = self._packets.get(ext_seq)
-        if entry is None:
+        packet = self._packets.get(ext_seq)
+        if packet is None:
             self.misses += 1
             return None
         self.hits += 1
-        return entry[1]
+        return packet
