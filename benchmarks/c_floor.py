@@ -60,6 +60,7 @@ KINDS = ("audio", "video")
 VARIANTS = ("sendto", "sendto_shared", "sendmmsg_shared", "send_connected", "no_send")
 INGRESSES = ("unprotect", "none")
 RUN_TIMEOUT_S = 120.0
+SRTP_PROFILE = "SRTP_AEAD_AES_256_GCM"  # what floor.c uses (two aiortc peers negotiate it)
 
 
 class FloorUnavailable(RuntimeError):
@@ -215,13 +216,18 @@ def measure_floor(
     quick: bool = True,
     variants: Iterable[str] = VARIANTS,
     ingress: str = "unprotect",
+    settings: Settings | None = None,
 ) -> list[dict[str, Any]] | None:
-    """The floor as a reference for other benchmarks (``hot_path.py``), measured now.
+    """The floor as a reference for other benchmarks (``hot_path.py``), measured now, with
+    ``settings`` (default: ``QUICK`` or ``FULL`` for ``subscribers``).
 
     Returns the result dicts of ``measure``, or None (after saying why on stderr) when the
     floor cannot be built here."""
-    base = QUICK if quick else FULL
-    settings = Settings(tuple(subscribers), base.sends_per_rep, base.min_packets, base.repetitions)
+    if settings is None:
+        base = QUICK if quick else FULL
+        settings = Settings(
+            tuple(subscribers), base.sends_per_rep, base.min_packets, base.repetitions
+        )
     try:
         binary = build_floor()
     except FloorUnavailable as exc:
@@ -244,7 +250,7 @@ def machine(settings: Settings) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "processor": processor,
         "platform": platform.platform(),
-        "srtp_profile": "SRTP_AEAD_AES_256_GCM",
+        "srtp_profile": SRTP_PROFILE,
         "libsrtp": "Debian libsrtp2",
         "repetitions": settings.repetitions,
         "sends_per_rep": settings.sends_per_rep,

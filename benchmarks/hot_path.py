@@ -43,16 +43,18 @@ received packets, untimed). Negotiation is skipped: the transports are put in th
 state and each ``ForwardingSender`` gets the parameters a negotiation would have given it
 (``ForwardingSender.negotiated``).
 
-Two reference points, measured in the same run: ``srtp_protect_sendto``, the floor of a
+Reference points, measured in the same run: ``srtp_protect_sendto``, the floor of a
 Python loop (sequence number rewritten in place with ``struct.pack_into`` on a preallocated
-buffer, pylibsrtp ``protect``, ``socket.send`` on a connected socket) and
-``rtp_parse_serialize`` (aiortc ``RtpPacket.parse`` + ``serialize``), both per packet.
+buffer, pylibsrtp ``protect``, ``socket.send`` on a connected socket),
+``rtp_parse_serialize`` (aiortc ``RtpPacket.parse`` + ``serialize``), both per packet, and
+the C floor (``benchmarks/c_floor.py``: the same forwarding in C with libsrtp, per kind and
+N; ``--no-c-floor`` leaves it out).
 
 Variants, measured side by side in one run (interleaved per kind and N, each in a new event
 loop): ``--path aiortc,fast``, ``--loop asyncio,uvloop``, ``--ingress deque,socket``.
 
 Usage: ``python benchmarks/hot_path.py [--quick] [--json PATH] [--path P,...] [--loop L,...]
-[--ingress I,...] [--srtp-profile NAME]``.
+[--ingress I,...] [--srtp-profile NAME] [--no-c-floor]``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from pylibsrtp import Policy, Session
 
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import c_floor  # noqa: E402
 from switchboard.sfu.aiortc_glue import ForwardingSender
 from switchboard.sfu.consumer import Consumer
 from switchboard.sfu.producer import Codec, Producer
@@ -644,6 +650,7 @@ def run(
     paths: tuple[str, ...] = ("fast",),
     loops: tuple[str, ...] = ("asyncio",),
     ingresses: tuple[str, ...] = ("deque",),
+    c_floor_variants: tuple[str, ...] = ("sendto", "sendmmsg_shared"),
 ) -> dict[str, Any]:
     """Measure everything; returns the JSON document (``results``, ``references``, ``machine``).
 
@@ -683,8 +690,25 @@ def run(
     return {
         "results": results,
         "references": references,
+        "c_floor": _c_floor(settings, profile, c_floor_variants),
         "machine": _machine(profile, settings),
     }
+
+
+def _c_floor(
+    settings: Settings, profile: SRTPProtectionProfile, variants: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """``benchmarks/c_floor.py`` in this run, for the same kinds and N: empty when it cannot
+    be built here (said on stderr), is not wanted, or the profile is not the one it uses."""
+    if not variants:
+        return []
+    if profile.openssl_profile.decode() != c_floor.SRTP_PROFILE:
+        print(f"c_floor: left out: it measures {c_floor.SRTP_PROFILE} only", file=sys.stderr)
+        return []
+    same = c_floor.Settings(
+        settings.subscribers, settings.sends_per_rep, settings.min_packets, settings.repetitions
+    )
+    return c_floor.measure_floor(variants=variants, settings=same) or []
 
 
 def _rounded(stats: Stats) -> dict[str, float]:
@@ -720,25 +744,31 @@ def _cpu_model() -> str:
 
 def format_table(document: dict[str, Any]) -> str:
     """The results as a plain-text table, with the references and the ratios to them: each
-    row to the floor, and each variant to the first path and loop of the same kind and N."""
+    row to the Python floor (``×floor``) and to the C floor of the same kind and N (``×C``,
+    its ``sendto`` variant: one socket per subscriber, as the SFU sends), and each variant
+    to the first path and loop of the same kind and N (``×first``)."""
     floor = {r["kind"]: r for r in document["references"] if r["name"] == "srtp_protect_sendto"}
     parse = {r["kind"]: r for r in document["references"] if r["name"] == "rtp_parse_serialize"}
+    c_rows = document.get("c_floor", [])
+    c_sendto = {(r["kind"], r["subscribers"]): r for r in c_rows if r["variant"] == "sendto"}
     first: dict[tuple[str, int], dict[str, Any]] = {}
     for r in document["results"]:
         first.setdefault((r["kind"], r["subscribers"]), r)
     lines = [
         "µs of CPU per forwarded packet (min / median / max over repetitions)",
         f"{'kind':<6} {'N':>3} {'ingress':<7} {'path':<7} {'loop':<8} {'min':>8} {'median':>8} "
-        f"{'max':>8} {'×floor':>7} {'×first':>7} {'delivered':>9}",
+        f"{'max':>8} {'×floor':>7} {'×C':>6} {'×first':>7} {'delivered':>9}",
     ]
     for r in document["results"]:
         ratio = r["median_us"] / floor[r["kind"]]["median_us"]
+        c = c_sendto.get((r["kind"], r["subscribers"]))
+        c_ratio = f"{r['median_us'] / c['median_us']:>6.2f}" if c else f"{'n/a':>6}"
         base = first[(r["kind"], r["subscribers"])]["median_us"]
         lines.append(
             f"{r['kind']:<6} {r['subscribers']:>3} {r['ingress']:<7} {r['path']:<7} "
             f"{r['loop']:<8} "
             f"{r['min_us']:>8.2f} {r['median_us']:>8.2f} {r['max_us']:>8.2f} {ratio:>7.1f} "
-            f"{r['median_us'] / base:>7.2f} {r['delivered']:>9.1%}"
+            f"{c_ratio} {r['median_us'] / base:>7.2f} {r['delivered']:>9.1%}"
         )
     lines.append("references, µs per packet (min / median / max)")
     for table in (floor, parse):
@@ -747,6 +777,14 @@ def format_table(document: dict[str, Any]) -> str:
                 f"{r['name']:<20} {r['kind']:<6} {r['min_us']:>8.2f} {r['median_us']:>8.2f} "
                 f"{r['max_us']:>8.2f}"
             )
+    for r in c_rows:
+        name = f"c_floor {r['variant']}"
+        lines.append(
+            f"{name:<24} {r['kind']:<6} N={r['subscribers']:<3} {r['min_us']:>8.2f} "
+            f"{r['median_us']:>8.2f} {r['max_us']:>8.2f}"
+        )
+    if not c_rows:
+        lines.append("c_floor: not measured (see stderr)")
     machine = document["machine"]
     lines.append(
         f"Python {machine['python']}, {machine['cpus']} CPUs ({machine['processor']}), "
@@ -797,9 +835,21 @@ def main(argv: list[str] | None = None) -> int:
         "(default: straight into aiortc's DTLS transport) and/or socket (UDP, event loop, "
         "aioice's receive)",
     )
+    parser.add_argument(
+        "--no-c-floor",
+        action="store_true",
+        help="leave out the C floor (benchmarks/c_floor.py, built with gcc and libsrtp2-dev)",
+    )
     args = parser.parse_args(argv)
     profile = next(p for p in SRTP_PROFILES if p.openssl_profile.decode() == args.srtp_profile)
-    document = run(QUICK if args.quick else FULL, profile, args.path, args.loop, args.ingress)
+    document = run(
+        QUICK if args.quick else FULL,
+        profile,
+        args.path,
+        args.loop,
+        args.ingress,
+        () if args.no_c_floor else ("sendto", "sendmmsg_shared"),
+    )
     print(format_table(document))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ and the publisher's payload bytes unchanged.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from aiortc.rtcdtlstransport import SRTP_PROFILES, SRTPProtectionProfile
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -110,3 +112,11 @@ def test_table_and_json_shape() -> None:
         assert result["delivered"] == 1.0
     table = hot_path.format_table(document)
     assert "video" in table and "uvloop" in table and "aiortc" in table
+    # the C floor ran in the same run, for the same kinds and N, and each row has its ratio
+    # (where it can be built: scripts/ensure-libsrtp-dev; under CI it must be)
+    if not document["c_floor"] and os.environ.get("CI", "").lower() != "true":
+        pytest.skip("the C floor cannot be built here (gcc, libsrtp2-dev)")
+    floor = {(r["kind"], r["subscribers"], r["variant"]) for r in document["c_floor"]}
+    assert floor == {(k, 1, v) for k in ("audio", "video") for v in ("sendto", "sendmmsg_shared")}
+    assert all(r["delivered"] == 1.0 for r in document["c_floor"])
+    assert "n/a" not in table and "c_floor sendmmsg_shared" in table
