@@ -50,10 +50,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import comma_list, cpu_model  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parent / "c_floor" / "floor.c"
 KINDS = ("audio", "video")
@@ -238,14 +243,7 @@ def measure_floor(
 
 def machine(settings: Settings) -> dict[str, Any]:
     """What the figures were measured on."""
-    processor = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                processor = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    processor = cpu_model()
     return {
         "cpus": os.cpu_count(),
         "processor": processor,
@@ -283,16 +281,6 @@ def format_table(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
-    def parse(value: str) -> tuple[str, ...]:
-        names = tuple(name.strip() for name in value.split(",") if name.strip())
-        if not names or any(name not in allowed for name in names):
-            raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(allowed)}")
-        return names
-
-    return parse
-
-
 def _counts(value: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(v) for v in value.split(",") if v.strip())
@@ -309,13 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer packets (~10 s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--kinds", type=_choices(KINDS), default=KINDS, help="audio,video")
+    parser.add_argument("--kinds", type=comma_list(KINDS), default=KINDS, help="audio,video")
     parser.add_argument(
         "--subscribers", type=_counts, default=None, help="N values (default 1,10,50)"
     )
     parser.add_argument(
         "--variant",
-        type=_choices(VARIANTS),
+        type=comma_list(VARIANTS),
         default=VARIANTS,
         help="send variants, comma-separated, side by side (default: all)",
     )

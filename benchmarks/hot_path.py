@@ -71,7 +71,7 @@ import statistics
 import struct
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,6 +94,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import c_floor  # noqa: E402
+from benchmarks.common import comma_list, cpu_model  # noqa: E402
 from switchboard.sfu.aiortc_glue import ForwardingSender
 from switchboard.sfu.consumer import Consumer
 from switchboard.sfu.producer import Codec, Producer
@@ -724,22 +725,12 @@ def _machine(profile: SRTPProtectionProfile, settings: Settings) -> dict[str, An
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "cpus": os.cpu_count(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "platform": platform.platform(),
         "srtp_profile": profile.openssl_profile.decode(),
         "repetitions": settings.repetitions,
         "sends_per_rep": settings.sends_per_rep,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def format_table(document: dict[str, Any]) -> str:
@@ -793,16 +784,6 @@ def format_table(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
-    def parse(value: str) -> tuple[str, ...]:
-        names = tuple(name.strip() for name in value.split(",") if name.strip())
-        if not names or any(name not in allowed for name in names):
-            raise argparse.ArgumentTypeError(f"a comma-separated list of {', '.join(allowed)}")
-        return names
-
-    return parse
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line: measure, print the table, optionally write the JSON document."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -816,20 +797,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--path",
-        type=_choices(PATHS),
+        type=comma_list(PATHS),
         default=("fast",),
         help="send path(s), comma-separated, measured side by side: fast (ForwardingSender's "
         "fast path, the default) and/or aiortc (RtpPacket + aiortc's _send_rtp)",
     )
     parser.add_argument(
         "--loop",
-        type=_choices(LOOPS),
+        type=comma_list(LOOPS),
         default=("asyncio",),
         help="event loop(s), comma-separated, side by side: asyncio (default) and/or uvloop",
     )
     parser.add_argument(
         "--ingress",
-        type=_choices(INGRESSES),
+        type=comma_list(INGRESSES),
         default=("deque",),
         help="how the publisher's packets arrive, comma-separated, side by side: deque "
         "(default: straight into aiortc's DTLS transport) and/or socket (UDP, event loop, "

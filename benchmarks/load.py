@@ -68,6 +68,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
+from benchmarks.common import cpu_model  # noqa: E402
 from benchmarks.loadgen import janus as janus_runner  # noqa: E402
 from benchmarks.loadgen.media import Clip, encode_audio, encode_video  # noqa: E402
 from benchmarks.loadgen.pacer import DEFAULT_PACING_FACTOR  # noqa: E402
@@ -652,14 +653,7 @@ def write_chart(results: list[Result], path: Path) -> None:
 def machine() -> dict[str, Any]:
     import aiortc
 
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     janus_version = ""
     if shutil.which("janus"):
         out = subprocess.run(["janus", "--help"], capture_output=True, text=True, timeout=10)
