@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         help="srtp_unprotect each received packet (default) or not",
     )
     args = parser.parse_args(argv)
+    if args.json is not None and args.json.is_dir():  # say so now, not after the whole run
+        parser.error(f"--json {args.json}: a directory, not a file")
     settings = QUICK if args.quick else FULL
     if args.subscribers is not None:
         settings = Settings(

@@ -822,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out the C floor (benchmarks/c_floor.py, built with gcc and libsrtp2-dev)",
     )
     args = parser.parse_args(argv)
+    if args.json is not None and args.json.is_dir():  # say so now, not after the whole run
+        parser.error(f"--json {args.json}: a directory, not a file")
     profile = next(p for p in SRTP_PROFILES if p.openssl_profile.decode() == args.srtp_profile)
     document = run(
         QUICK if args.quick else FULL,

@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import platform
 import shutil
@@ -68,7 +69,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
-from benchmarks.common import cpu_model  # noqa: E402
+from benchmarks.common import comma_list, cpu_model  # noqa: E402
 from benchmarks.loadgen import janus as janus_runner  # noqa: E402
 from benchmarks.loadgen.media import Clip, encode_audio, encode_video  # noqa: E402
 from benchmarks.loadgen.pacer import DEFAULT_PACING_FACTOR  # noqa: E402
@@ -678,8 +679,10 @@ def machine() -> dict[str, Any]:
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
-    if args.publishers or args.subscribers or args.rooms:
-        p, s, r = args.publishers or 1, args.subscribers or 0, args.rooms or 1
+    if _custom(args):
+        p = 1 if args.publishers is None else args.publishers
+        s = 0 if args.subscribers is None else args.subscribers
+        r = 1 if args.rooms is None else args.rooms
         return [Scenario(f"{r}r{p}p{s}s", r, p, s)]
     sweep = [4, 10, 40] if args.quick else [4, 10, 40, 80]
     return [
@@ -725,7 +728,7 @@ async def main_async(args: argparse.Namespace) -> int:
     pinned = f"server CPUs {pinning[0]}, generator CPUs {pinning[1]}" if pinning else "none"
     print(f"encoding the clips once (VP8 640x480 ~1 Mbps, Opus); pinning: {pinned}", flush=True)
     video, audio = encode_video(4.0), encode_audio(4.0)
-    wanted = args.targets.split(",") if args.targets else [SWITCHBOARD]
+    wanted = list(args.targets) if args.targets else [SWITCHBOARD]
     if args.compare and not args.targets:
         wanted += [MEDIARELAY, JANUS]
     targets = [t for t in (SWITCHBOARD, MEDIARELAY, JANUS) if t in wanted]
@@ -738,7 +741,7 @@ async def main_async(args: argparse.Namespace) -> int:
     plan = scenarios(args)
     with tempfile.TemporaryDirectory(prefix="switchboard-load-") as tmp:
         for scenario in plan:
-            custom = bool(args.publishers or args.subscribers or args.rooms)
+            custom = _custom(args)
             for target in targets_for(scenario, targets, custom):
                 print(f"-- {LABELS[target]}: {scenario.name} ({scenario.participants} "
                       f"participants, {args.duration:g} s, pacing factor "
@@ -804,38 +807,68 @@ def _in_loopback_namespace() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
+def _custom(args: argparse.Namespace) -> bool:
+    return any(v is not None for v in (args.publishers, args.subscribers, args.rooms))
+
+
+def _number(kind: type[int] | type[float], least: float, above: bool = False) -> Any:
+    """An argparse ``type``: a finite number ``>= least`` (``> least`` with ``above``)."""
+
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < least or (above and number == least):
+            bound = f"> {least:g}" if above else f">= {least:g}"
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{value!r}: {what} {bound} is needed")
+        return number
+
+    return parse
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs (make bench)")
     parser.add_argument("--compare", action="store_true", help="add MediaRelay and Janus")
-    parser.add_argument("--duration", type=float, help="measurement window per run, s")
+    parser.add_argument(
+        "--duration", type=_number(float, 0, above=True), help="measurement window per run, s"
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON")
     parser.add_argument("--chart", type=Path, help="write the PNG chart")
-    parser.add_argument("--publishers", type=int, help="one custom scenario: P publishers")
-    parser.add_argument("--subscribers", type=int, help="... S receive-only participants")
-    parser.add_argument("--rooms", type=int, help="... in R rooms")
+    parser.add_argument(
+        "--publishers", type=_number(int, 1), help="one custom scenario: P publishers (>= 1)"
+    )
+    parser.add_argument(
+        "--subscribers", type=_number(int, 0), help="... S receive-only participants (>= 0)"
+    )
+    parser.add_argument("--rooms", type=_number(int, 1), help="... in R rooms (>= 1)")
     parser.add_argument(
         "--targets",
+        type=comma_list((SWITCHBOARD, MEDIARELAY, JANUS)),
         help=f"comma-separated, instead of --compare's all: {SWITCHBOARD},{MEDIARELAY},{JANUS}",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument(
         "--janus-event-loops",
         type=int,
+        choices=(0, 1),
         default=1,
         help="Janus's event_loops: 1 (default, its cheapest per packet here) or 0 (its own "
         "default, a thread per handle)",
     )
     parser.add_argument(
         "--pacing-factor",
-        type=float,
+        type=_number(float, 0),
         default=DEFAULT_PACING_FACTOR,
         help="publishers send video at most at F x the clip's bitrate, as libwebrtc's pacer "
         f"(default {DEFAULT_PACING_FACTOR:g}, its default); 0: unpaced, frames back to back",
     )
     args = parser.parse_args()
-    if args.pacing_factor < 0:
-        parser.error("--pacing-factor must be 0 (unpaced) or positive")
+    for option, path in (("--json", args.json), ("--chart", args.chart)):
+        if path is not None and path.is_dir():  # say so now, not after the whole run
+            parser.error(f"{option} {path}: a directory, not a file")
     if args.duration is None:
         args.duration = 6.0 if args.quick else 20.0
     if (

@@ -71,3 +71,27 @@ def test_compare_measures_the_baseline_and_janus_in_the_same_run(tmp_path: Path)
         assert "switchboard/janus" in kinds
     else:
         assert "janus" in report["skipped"] and "Janus VideoRoom" in done.stdout
+
+
+def test_bad_options_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Each refused with argparse's exit 2 and a line naming the option: a value that was
+    once ignored (``--subscribers 0`` started the whole sweep), silently dropped
+    (``--targets foo``), or accepted into nonsense figures (negative counts and windows,
+    ``nan``), and a ``--json`` path that could only fail after the whole run."""
+    bad = [
+        ("--targets", "switchboard,foo"),
+        ("--subscribers", "-1"),
+        ("--publishers", "0"),
+        ("--rooms", "0"),
+        ("--duration", "0"),
+        ("--pacing-factor", "nan"),
+        ("--janus-event-loops", "5"),
+        ("--json", str(tmp_path)),
+    ]
+    for option, value in bad:
+        done = subprocess.run(
+            [sys.executable, "benchmarks/load.py", option, value],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2, (option, value, done.stdout, done.stderr)
+        assert option in done.stderr and "Traceback" not in done.stderr
