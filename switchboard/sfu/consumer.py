@@ -8,11 +8,17 @@ from collections.abc import Awaitable, Callable
 from aiortc.rtp import RtpPacket
 
 from .aiortc_glue import ForwardingSender
+from .clock import monotonic_ms
 from .producer import Producer
 from .rtp.seq import SEQ_MOD, SeqRewriter
 from .streams.send import SentSeqMap
 
 NACK_SEARCH_BACK = 32  # sent numbers searched below a NACKed one never sent (a gap upstream)
+# Per NACK packet: distinct numbers looked at (libwebrtc's receiver keeps at most 1000
+# outstanding, kMaxNackPackets), and of those never sent, how many are placed by searching back
+# (the rest are left to the Producer's own NACKs): one packet's work is bounded, whatever its FCIs.
+MAX_NACKED_SEQS = 1024
+MAX_NACK_SEARCHES = 64
 
 
 class Consumer:
@@ -34,7 +40,18 @@ class Consumer:
     until the next key frame, which it asks for. Sender Reports (RFC 3550 §6.4.1) carry the
     publisher's NTP/RTP mapping (the timestamp is not rewritten), so audio and video of one
     publisher stay lip-synced at the subscriber.
+
+    Limits (a subscriber's NACKs must not make the SFU send without bound): a packet is resent
+    at most once per ``RESEND_INTERVAL_MS`` (mediasoup: not again within an RTT, 100 ms when
+    unknown; the subscriber's RTT is not used, its Receiver Reports could fake it); resends
+    spend a credit that each packet forwarded earns, held to ``RESEND_BURST`` (so resends stay
+    within the media rate plus one burst, as libwebrtc caps retransmissions at its send rate);
+    one NACK packet is looked at for ``MAX_NACKED_SEQS`` distinct numbers. What is refused is
+    counted in ``resends_refused``.
     """
+
+    RESEND_INTERVAL_MS = 100.0
+    RESEND_BURST = 512  # packets, ~600 KB: a whole lost key frame, ~1 s of 4 Mbit/s video
 
     __slots__ = (
         "id",
@@ -52,6 +69,10 @@ class Consumer:
         "_sent",
         "packets_resent",
         "key_frame_waits",
+        "resends_refused",
+        "_resend_credit",
+        "_credit_sent",
+        "_nack_searches",
     )
 
     def __init__(
@@ -76,6 +97,10 @@ class Consumer:
         self._sent = SentSeqMap()
         self.packets_resent = 0
         self.key_frame_waits = 0  # times the reference was lost and a key frame awaited
+        self.resends_refused = 0  # NACKed numbers not resent: too soon, no credit, too many
+        self._resend_credit = self.RESEND_BURST
+        self._credit_sent = 0  # packets_sent when the credit was last topped up
+        self._nack_searches = 0
 
     def on_started(self) -> None:
         """The subscriber's connection negotiated this stream: get a key frame coming."""
@@ -99,7 +124,8 @@ class Consumer:
         if self.closed or cache is None:
             return
         upstream: list[int] = []
-        for seq in lost:
+        now_ms = monotonic_ms()
+        for seq in self._nacked(lost):
             ext_in = self._producer_seq(seq)
             if ext_in is None:
                 continue
@@ -108,14 +134,41 @@ class Consumer:
                 upstream.append(ext_in)
                 continue
             self._sent.add(seq, ext_in)
+            if not self._may_resend(seq, now_ms):
+                continue
             self.packets_resent += 1
             asyncio.ensure_future(self._resend(packet, seq))
         self.producer.request_retransmission(upstream)
+
+    def _nacked(self, lost: list[int]) -> list[int]:
+        """The distinct 16-bit numbers among the first ``MAX_NACKED_SEQS`` of one NACK (the
+        rest counted as refused), and a fresh search budget and resend credit for them."""
+        if len(lost) > MAX_NACKED_SEQS:
+            self.resends_refused += len(lost) - MAX_NACKED_SEQS
+            lost = lost[:MAX_NACKED_SEQS]
+        self._nack_searches = MAX_NACK_SEARCHES
+        sent = self.packets_sent
+        self._resend_credit = min(self.RESEND_BURST, self._resend_credit + sent - self._credit_sent)
+        self._credit_sent = sent
+        return list(dict.fromkeys(seq & 0xFFFF for seq in lost))  # aiortc gives 65536+ at a wrap
+
+    def _may_resend(self, seq: int, now_ms: float) -> bool:
+        """Whether the packet sent as ``seq`` may be resent now (see the class's limits)."""
+        if self._resend_credit <= 0 or not self._sent.may_resend(
+            seq, now_ms, self.RESEND_INTERVAL_MS
+        ):
+            self.resends_refused += 1
+            return False
+        self._resend_credit -= 1
+        return True
 
     def _producer_seq(self, seq: int) -> int | None:
         ext_in = self._sent.get(seq)
         if ext_in is not None:
             return ext_in
+        if self._nack_searches <= 0:
+            return None
+        self._nack_searches -= 1
         for back in range(1, NACK_SEARCH_BACK + 1):
             below = self._sent.get((seq - back) % SEQ_MOD)
             if below is not None:

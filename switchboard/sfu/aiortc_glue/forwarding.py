@@ -283,7 +283,9 @@ class ForwardingSender:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 on_key_frame_request()
             elif on_nack is not None and isinstance(packet, RtcpRtpfbPacket) and packet.fmt == 1:
-                on_nack(list(packet.lost))  # Generic NACK: RTPFB FMT 1 (RFC 4585 §6.2.1)
+                # Generic NACK: RTPFB FMT 1 (RFC 4585 §6.2.1). aiortc adds BLP bits to the PID
+                # without wrapping (65535 + bit 0 gives 65536): numbers are mod 2^16.
+                on_nack([seq & 0xFFFF for seq in packet.lost])
             else:
                 await handle_rtcp(packet)
 

@@ -316,7 +316,8 @@ class SimulcastConsumer(Consumer):
             return
         upstream: dict[int, list[int]] = {}
         mask = (1 << LAYER_BITS) - 1
-        for seq in lost:
+        now_ms = monotonic_ms()
+        for seq in self._nacked(lost):
             key = self._sent_key(seq)
             if key is None:
                 continue
@@ -326,6 +327,8 @@ class SimulcastConsumer(Consumer):
                 upstream.setdefault(index, []).append(ext_in)
                 continue
             self._sent.add(seq, key)
+            if not self._may_resend(seq, now_ms):
+                continue
             self.packets_resent += 1
             if self._vp8:
                 packet = self._rewrite_picture_ids(packet, index, False)
@@ -338,6 +341,9 @@ class SimulcastConsumer(Consumer):
         key = self._sent.get(seq)
         if key is not None:
             return key
+        if self._nack_searches <= 0:
+            return None
+        self._nack_searches -= 1
         for back in range(1, NACK_SEARCH_BACK + 1):
             below = self._sent.get((seq - back) % SEQ_MOD)
             if below is not None:
