@@ -140,14 +140,28 @@ use_turn_tls_context(None)  # record TURN errors from the start
 
 _original_datagram_received = aioice.ice.StunProtocol.datagram_received
 
+MAX_SRTP_DATAGRAM_BYTES = 1500
+"""pylibsrtp's unprotect buffer: a longer SRTP/SRTCP datagram makes it raise ValueError, which
+aiortc's receive loop does not catch, so one such datagram would end the connection."""
+
+oversized_srtp_dropped = 0
+"""SRTP/SRTCP datagrams dropped by ``_demultiplex_datagram`` for being longer than
+``MAX_SRTP_DATAGRAM_BYTES`` (all connections of the process)."""
+
 
 def _demultiplex_datagram(self: aioice.ice.StunProtocol, data: bytes, addr: Any) -> None:
     """aioice's ``StunProtocol.datagram_received``, demultiplexed first (RFC 7983 §7): only a
     datagram whose first byte is 0..3 can be STUN. aioice parses every datagram as STUN and
     hands on what fails with ValueError; for DTLS and SRTP that parse is wasted work on every
     media packet, and a packet whose bytes happen to look like a STUN header with a short
-    attribute raised struct.error in the event loop's callback, and was lost."""
+    attribute raised struct.error in the event loop's callback, and was lost. An SRTP/SRTCP
+    datagram (128..191) longer than pylibsrtp can unprotect is dropped and counted here:
+    handed on, it would end aiortc's receive loop, and with it the connection."""
     if data and data[0] > 3:
+        if len(data) > MAX_SRTP_DATAGRAM_BYTES and 127 < data[0] < 192:  # RTP/RTCP range
+            global oversized_srtp_dropped
+            oversized_srtp_dropped += 1
+            return
         self.receiver.data_received(data, self.local_candidate.component)
     else:
         _original_datagram_received(self, data, addr)
