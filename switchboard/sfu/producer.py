@@ -47,7 +47,11 @@ class Producer:
     number, RTX padding probes are dropped, sequence numbers are extended once
     (``SeqUnwrapper``) and key frames recognised once, then the Router fans the packet out.
     Packets of payload types other than the negotiated media codec and its RTX are dropped
-    and counted. Key-frame requests from Consumers are merged: at most one PLI per
+    and counted, as are packets of any SSRC but the current media and RTX SSRCs
+    (``aiortc_glue.SsrcLatch``: a new one replaces the current one only after it has been
+    silent for 1 s), before aiortc or libsrtp keep state for it (``guard_transport``): a
+    publisher's made-up SSRCs leave nothing behind and never disturb its real stream.
+    Key-frame requests from Consumers are merged: at most one PLI per
     ``key_frame_interval_ms`` reaches the publisher; a request inside the interval is sent
     when it ends (RFC 4585 §3.4 leaves pacing to the implementation).
 
@@ -70,8 +74,11 @@ class Producer:
         "packets_dropped",
         "_receiver",
         "_rtx_apt",
-        "_media_ssrc",
+        "_media",
+        "_rtx",
         "_unwrapper",
+        "_seq_base",
+        "_ext_max",
         "_is_key_frame",
         "_on_rtp",
         "_kf_interval_ms",
@@ -105,8 +112,11 @@ class Producer:
         self.packets_dropped = 0
         self._receiver = receiver
         self._rtx_apt = rtx_payload_types  # RTX payload type -> media payload type
-        self._media_ssrc: int | None = None
-        self._unwrapper = SeqUnwrapper()
+        self._media = aiortc_glue.SsrcLatch()  # the media SSRC: one at a time
+        self._rtx = aiortc_glue.SsrcLatch()  # its RTX SSRC
+        self._unwrapper = SeqUnwrapper()  # of the current media SSRC
+        self._seq_base = 0  # added to its extended numbers: one sequence across SSRC changes
+        self._ext_max = -1  # the highest extended number so far
         self._is_key_frame = KEY_FRAME_DETECTORS.get(codec.mime_type.lower())
         self._on_rtp = on_rtp
         self._kf_interval_ms = key_frame_interval_ms
@@ -118,33 +128,76 @@ class Producer:
         self._on_loss = on_loss
         aiortc_glue.ReceiveTap(receiver, self._receive, decode=False)
         aiortc_glue.tap_rtcp(receiver, self._on_rtcp)
+        aiortc_glue.guard_transport(receiver, self._admit)
         if kind == "video":
             aiortc_glue.disable_nack_generator(receiver)
 
     def _on_rtcp(self, packet: object) -> None:
-        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._media_ssrc:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self._media.ssrc:
             info = packet.sender_info
             self.sr_mapping = (info.ntp_timestamp, info.rtp_timestamp)
 
-    async def _receive(self, packet: RtpPacket) -> None:
-        if self.closed:
-            return
+    def _admit(self, packet: RtpPacket) -> bool:
+        """Whether a packet of an SSRC its transport has not seen may reach the receiver (so
+        that aiortc keeps state for the SSRC): only one this Producer takes (``_take``)."""
+        if not self.closed and self._take(packet, monotonic_ms()):
+            return True
         self.packets_received += 1
-        pt = packet.payload_type
-        if pt != self.codec.payload_type:
-            if self._rtx_apt.get(pt) != self.codec.payload_type or self._media_ssrc is None:
-                self.packets_dropped += 1
-                return
-            if len(packet.payload) <= 2:  # RTX padding probe: nothing to forward
-                return
-            packet = unwrap_rtx(packet, payload_type=pt, ssrc=self._media_ssrc)
+        self.packets_dropped += 1
+        return False
+
+    def _take(self, packet: RtpPacket, now_ms: float) -> bool:
+        """Whether ``packet`` is on the current media or RTX SSRC, or may replace it
+        (``SsrcLatch``): anything else is a made-up SSRC. A replaced SSRC is forgotten (aiortc,
+        libsrtp); a new media SSRC continues the extended sequence numbers and makes the
+        Consumers wait for a key frame (its packets are another encoder's)."""
+        ssrc, pt = packet.ssrc, packet.payload_type
+        if pt == self.codec.payload_type:
+            media = self._media
+            if not media.offer(ssrc, now_ms):
+                return False
+            old = media.replaced
+            if old is not None:
+                self._unwrapper = SeqUnwrapper()
+                self._seq_base = self._ext_max + 1 - (packet.sequence_number + SEQ_MOD)
+                aiortc_glue.forget_receiver_ssrc(self._receiver, old)
+                old_rtx = self._rtx.reset()
+                if old_rtx is not None:
+                    aiortc_glue.forget_receiver_ssrc(self._receiver, old_rtx)
+                if self._on_loss is not None:
+                    self._on_loss(self)
+            return True
+        if self._rtx_apt.get(pt) != self.codec.payload_type or self._media.ssrc is None:
+            return False
+        rtx = self._rtx
+        if not rtx.offer(ssrc, now_ms):
+            return False
+        if rtx.replaced is not None:
+            aiortc_glue.forget_receiver_ssrc(self._receiver, rtx.replaced)
+        return True
+
+    async def _receive(self, packet: RtpPacket) -> bool | None:
+        """One packet from the receiver: False drops it before aiortc's bookkeeping."""
+        if self.closed:
+            return False
+        self.packets_received += 1
+        now_ms = monotonic_ms()
+        media = self._media
+        if packet.ssrc == media.ssrc and packet.payload_type == self.codec.payload_type:
+            media.last_ms = now_ms  # the common case, inline
+        elif not self._take(packet, now_ms):
+            self.packets_dropped += 1
+            return False
+        elif packet.payload_type != self.codec.payload_type:  # RTX of the media
+            if len(packet.payload) <= 2 or media.ssrc is None:  # padding probe: nothing to forward
+                return None
+            packet = unwrap_rtx(packet, payload_type=packet.payload_type, ssrc=media.ssrc)
             packet.payload_type = self.codec.payload_type
-        elif self._media_ssrc != packet.ssrc:
-            self._media_ssrc = packet.ssrc
-        ext_seq = self._unwrapper.unwrap(packet.sequence_number)
+        ext_seq = self._unwrapper.unwrap(packet.sequence_number) + self._seq_base
+        if ext_seq > self._ext_max:
+            self._ext_max = ext_seq
         key_frame = self._is_key_frame is not None and self._is_key_frame(packet.payload)
         if self.cache is not None:
-            now_ms = monotonic_ms()
             self.cache.add(ext_seq, packet, now_ms)
             verdict = self.stream.on_packet(ext_seq, now_ms)
             if verdict.nack:
@@ -152,6 +205,7 @@ class Producer:
             if verdict.lost and self._on_loss is not None:
                 self._on_loss(self)
         await self._on_rtp(self, packet, ext_seq, key_frame)
+        return None
 
     def request_retransmission(self, ext_seqs: list[int]) -> None:
         """Subscribers asked for ``ext_seqs`` and the cache had none of them: NACK to the
@@ -161,9 +215,10 @@ class Producer:
         self._send_nack(self.stream.nack_now(ext_seqs, monotonic_ms()))
 
     def _send_nack(self, ext_seqs: list[int]) -> None:
-        if ext_seqs and self._media_ssrc is not None:
-            lost = [seq % SEQ_MOD for seq in ext_seqs]
-            asyncio.ensure_future(aiortc_glue.send_nack(self._receiver, self._media_ssrc, lost))
+        ssrc = self._media.ssrc
+        if ext_seqs and ssrc is not None:
+            lost = [(seq - self._seq_base) % SEQ_MOD for seq in ext_seqs]
+            asyncio.ensure_future(aiortc_glue.send_nack(self._receiver, ssrc, lost))
 
     def request_key_frame(self) -> None:
         """Ask the publisher for a key frame, merged and paced as the class says."""
@@ -178,12 +233,13 @@ class Producer:
 
     def _send_pli(self) -> None:
         self._kf_timer = None
-        if self.closed or self._media_ssrc is None:
+        ssrc = self._media.ssrc
+        if self.closed or ssrc is None:
             # Nothing received yet: the first packets will come with a key frame anyway
             # (encoders start with one); let the next request through at once.
             return
         self._kf_last_ms = monotonic_ms()
-        asyncio.ensure_future(aiortc_glue.send_pli(self._receiver, self._media_ssrc))
+        asyncio.ensure_future(aiortc_glue.send_pli(self._receiver, ssrc))
 
     def close(self) -> None:
         """Stop forwarding; the Router closes this Producer's Consumers."""

@@ -35,6 +35,10 @@ side), ``sdp``, ``ice_restart`` and ``simulcast``. Import them from the package:
   ``unclamp_remb`` on the publish side; ``tap_remb`` on forwarding senders;
   ``cap_sent_remb`` (fault injection); process-wide, a REMB with a truncated SSRC list is
   dropped before aiortc's router (whose struct.error ended the peer connection).
+* ``SsrcLatch``, ``guard_transport``, ``forget_receiver_ssrc`` (``ssrc_guard``): a non-simulcast
+  Producer takes one media and one RTX SSRC at a time; a packet of any other SSRC is refused
+  before aiortc keeps per-SSRC state for it, and libsrtp's stream of an SSRC routed nowhere is
+  dropped (made-up SSRCs grew both without bound and broke the publisher's RTCP).
 * ``begin_ice_restart``, ``finish_ice_restart`` (and ``is_ice_restart``, ``blackhole_ice``...):
   ICE restart (RFC 8445 §9), which aiortc lacks: a new aioice Connection under the same
   RTCIceTransport and DTLS transport (``ice_restart``).
@@ -86,6 +90,13 @@ from .simulcast import (
     tap_remb,
     unclamp_remb,
 )
+from .ssrc_guard import (
+    SSRC_SILENCE_MS,
+    SsrcLatch,
+    forget_receiver_ssrc,
+    forget_srtp_stream,
+    guard_transport,
+)
 
 __all__ = [
     "ForwardingSender",
@@ -93,6 +104,8 @@ __all__ = [
     "IceRestartError",
     "OLD_PAIR_GRACE_S",
     "REPAIRED_RID_URI",
+    "SSRC_SILENCE_MS",
+    "SsrcLatch",
     "RID_URI",
     "ReceiveTap",
     "RtpCallback",
@@ -105,7 +118,10 @@ __all__ = [
     "drop_received_rtp",
     "drop_sent_rtp",
     "finish_ice_restart",
+    "forget_receiver_ssrc",
+    "forget_srtp_stream",
     "forget_ssrc",
+    "guard_transport",
     "ice_credentials",
     "ice_idle_s",
     "ice_restart_pending",

@@ -20,7 +20,7 @@ from aiortc.rtp import (
 )
 
 log = logging.getLogger(__name__)
-RtpCallback = Callable[[RtpPacket], Awaitable[None]]
+RtpCallback = Callable[[RtpPacket], Awaitable[bool | None]]
 
 
 class ReceiveTap:
@@ -28,10 +28,11 @@ class ReceiveTap:
 
     ``on_rtp`` sees the packet as parsed by aiortc after SRTP (RTX still wrapped) before aiortc's
     own bookkeeping (statistics for RR, NACK generation, REMB); it must not keep the object
-    beyond the call if it mutates it. With ``decode=False`` the decoder thread is stopped once
-    the receiver starts, so no frame is ever decoded (the SFU's publish side), and aiortc's
-    per-packet work behind the tap is cut to its bookkeeping (``_receive_bookkeeping``: no
-    depayloading, no jitter buffer).
+    beyond the call if it mutates it. When it returns False the packet is dropped there:
+    aiortc's bookkeeping never sees it, so keeps no per-SSRC state for it. With
+    ``decode=False`` the decoder thread is stopped once the receiver starts, so no frame is
+    ever decoded (the SFU's publish side), and aiortc's per-packet work behind the tap is cut
+    to its bookkeeping (``_receive_bookkeeping``: no depayloading, no jitter buffer).
     """
 
     def __init__(self, receiver: RTCRtpReceiver, on_rtp: RtpCallback, decode: bool) -> None:
@@ -42,7 +43,8 @@ class ReceiveTap:
 
         async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
             try:
-                await on_rtp(packet)
+                if await on_rtp(packet) is False:
+                    return
             except Exception:  # never let our bug end aiortc's receive loop for this peer
                 log.exception("RTP tap failed; the packet is dropped")
             await handle(packet, arrival_time_ms)

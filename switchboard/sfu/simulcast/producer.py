@@ -123,7 +123,7 @@ class SimulcastProducer(Producer):
         old = layer.rtx_ssrc if rtx else layer.ssrc
         if old is not None and old != packet.ssrc:
             table.pop(old, None)  # the publisher changed the layer's SSRC
-            aiortc_glue.forget_ssrc(self._receiver, old)
+            aiortc_glue.forget_receiver_ssrc(self._receiver, old)  # libsrtp too
         table[packet.ssrc] = layer
         if rtx:
             layer.rtx_ssrc = packet.ssrc

@@ -1294,3 +1294,72 @@ async def test_packets_libsrtp_refuses_are_dropped_and_counted(
     await forward_until_sent(forwarder, [(RtpPacket(payload=b"\x10\x00\x04"), 5001, 0, None)])
     await seen.until(lambda: len(seen.packets) >= 2)
     assert [p.sequence_number for p in seen.packets] == [5000, 5001]
+
+
+@pytest.mark.parametrize(
+    ("offers", "expected"),
+    [
+        pytest.param("1@0 1@10 1@2000", "+ + +", id="one SSRC, even after a silence"),
+        pytest.param("1@0 2@10 1@20 2@999", "+ - + -", id="another while it flows"),
+        pytest.param("1@0 2@999 2@1000 1@1010", "+ - +1 -", id="another after 1 s of silence"),
+        pytest.param("1@0 2@500 1@900 2@1800 2@1900", "+ - + - +1", id="silence counts from last"),
+    ],
+)
+def test_ssrc_latch(offers: str, expected: str) -> None:
+    """``SsrcLatch``: ``ssrc@now_ms`` offered in turn; ``+`` taken, ``+N`` taken in place of
+    N, ``-`` refused (the default 1 s of silence)."""
+    latch = aiortc_glue.SsrcLatch()
+    got = []
+    for offer in offers.split():
+        ssrc, now_ms = map(int, offer.split("@"))
+        taken = latch.offer(ssrc, now_ms)
+        got.append("-" if not taken else f"+{latch.replaced or ''}")
+    assert " ".join(got) == expected
+    assert latch.reset() is not None
+    assert latch.ssrc is None and latch.offer(9, 0.0) and latch.replaced is None
+
+
+def test_guard_transport_leaves_no_state_for_refused_ssrcs(
+    transceiver: RTCRtpTransceiver,
+) -> None:
+    """``guard_transport``: a refused SSRC is routed nowhere, not kept in the SSRC table, and
+    its libsrtp receive stream is dropped (a replay of its packet is then accepted again by
+    libsrtp: a new stream); an admitted SSRC keeps its stream (a replay is refused)."""
+    receiver = transceiver.receiver
+    dtls: Any = receiver.transport
+    router = dtls._rtp_router
+    router.register_receiver(receiver, ssrcs=[], payload_types=[96], mid="1")
+    key = bytes(range(30))
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    dtls._rx_srtp = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    )
+    aiortc_glue.guard_transport(receiver, lambda packet: packet.ssrc == 7)
+    aiortc_glue.guard_transport(receiver, lambda packet: packet.ssrc == 7)  # once per transport
+
+    def arrive(ssrc: int) -> tuple[bytes, Any]:
+        data = tx.protect(RtpPacket(payload_type=96, sequence_number=1, ssrc=ssrc).serialize())
+        return data, router.route_rtp(RtpPacket.parse(dtls._rx_srtp.unprotect(data)))
+
+    refused, target = arrive(500)
+    assert target is None and 500 not in router.ssrc_table
+    dtls._rx_srtp.unprotect(refused)  # no replay error: libsrtp forgot SSRC 500
+    admitted, target = arrive(7)
+    assert target is receiver and router.ssrc_table[7] is receiver
+    with pytest.raises(pylibsrtp.Error):
+        dtls._rx_srtp.unprotect(admitted)  # the stream is kept: a replay
+    aiortc_glue.forget_receiver_ssrc(receiver, 7)
+    assert 7 not in router.ssrc_table
+    dtls._rx_srtp.unprotect(admitted)  # forgotten in libsrtp too
+
+
+def test_pylibsrtp_unprotects_at_most_the_bytes_the_demultiplexer_lets_through() -> None:
+    """network.MAX_SRTP_DATAGRAM_BYTES is pylibsrtp's unprotect buffer: a longer datagram
+    raises ValueError (not pylibsrtp.Error, the only error aiortc's receive loop catches).
+    If pylibsrtp changes its buffer, the demultiplexer's bound must follow."""
+    limit = aiortc_glue.network.MAX_SRTP_DATAGRAM_BYTES
+    policy = pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    session = pylibsrtp.Session(policy=policy)
+    assert len(session._cdata) == limit
+    with pytest.raises(ValueError, match="too long"):
+        session.unprotect(bytes([0x80, 96]) + bytes(limit - 1))
