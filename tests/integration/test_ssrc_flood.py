@@ -30,6 +30,7 @@ from aiortc.rtp import (
 )
 
 from switchboard.sfu import aiortc_glue
+from switchboard.sfu.aiortc_glue import ssrc_guard
 from switchboard.sfu.producer import Producer
 from switchboard.signalling.keys import ROOMS
 
@@ -201,4 +202,40 @@ async def test_a_publisher_changing_its_ssrc_goes_on(
     receiver: Any = producer._receiver
     streams = receiver._RTCRtpReceiver__remote_streams
     assert sender._ssrc in streams and old not in streams
+    assert not health.problems
+
+
+RTCP_FLOOD_PACKETS = 400
+
+
+async def test_rtcp_from_made_up_ssrcs_leaves_bounded_srtp_state(
+    server: Server, join: Join, health: Health
+) -> None:
+    """A publisher sends Receiver Reports from ever new sender SSRCs (properly SRTCP-protected:
+    libsrtp keeps a stream for each SSRC it authenticates, RFC 3711 §3.4). The server keeps
+    streams for a bounded number of them, drops and counts the rest, and media goes on."""
+    publisher, subscriber = await room(join)
+    server_dtls: Any = producers_of(server, publisher)["video"]._receiver.transport
+    forgotten = ssrc_guard.rtcp_streams_forgotten
+    dtls = publish_transceiver(publisher, "video").sender.transport
+    ssrcs = [random.getrandbits(32) for _ in range(RTCP_FLOOD_PACKETS)]
+    for i, ssrc in enumerate(ssrcs):
+        await dtls._send_rtp(bytes(RtcpRrPacket(ssrc=ssrc)))
+        if i % 50 == 0:
+            await asyncio.sleep(0.005)  # pace the socket: the loopback buffer is small
+
+    # media sent after the flood has been decoded: the server has handled the flood
+    frames = subscriber.frames_from(publisher, "video")
+    await subscriber.until(lambda: subscriber.frames_from(publisher, "video") >= frames + 30, 20)
+    kept = 0
+    for ssrc in ssrcs:
+        try:
+            server_dtls._rx_srtp.remove_stream(ssrc)  # raises when libsrtp keeps none
+            kept += 1
+        except pylibsrtp.Error:
+            pass
+    router = server_dtls._rtp_router
+    assert kept <= ssrc_guard.RTCP_SSRCS_FREE + 2 * (len(router.receivers) + len(router.senders))
+    # Loopback UDP may lose some of the flood; most must have been seen and forgotten.
+    assert ssrc_guard.rtcp_streams_forgotten >= forgotten + RTCP_FLOOD_PACKETS // 2
     assert not health.problems

@@ -38,7 +38,9 @@ side), ``sdp``, ``ice_restart`` and ``simulcast``. Import them from the package:
 * ``SsrcLatch``, ``guard_transport``, ``forget_receiver_ssrc`` (``ssrc_guard``): a non-simulcast
   Producer takes one media and one RTX SSRC at a time; a packet of any other SSRC is refused
   before aiortc keeps per-SSRC state for it, and libsrtp's stream of an SSRC routed nowhere is
-  dropped (made-up SSRCs grew both without bound and broke the publisher's RTCP).
+  dropped (made-up SSRCs grew both without bound and broke the publisher's RTCP);
+  ``guard_rtcp_streams`` bounds the libsrtp streams SRTCP from made-up sender SSRCs leaves,
+  on every server transport (publish and subscribe).
 * ``begin_ice_restart``, ``finish_ice_restart`` (and ``is_ice_restart``, ``blackhole_ice``...):
   ICE restart (RFC 8445 §9), which aiortc lacks: a new aioice Connection under the same
   RTCIceTransport and DTLS transport (``ice_restart``).
@@ -95,6 +97,7 @@ from .ssrc_guard import (
     SsrcLatch,
     forget_receiver_ssrc,
     forget_srtp_stream,
+    guard_rtcp_streams,
     guard_transport,
 )
 
@@ -121,6 +124,7 @@ __all__ = [
     "forget_receiver_ssrc",
     "forget_srtp_stream",
     "forget_ssrc",
+    "guard_rtcp_streams",
     "guard_transport",
     "ice_credentials",
     "ice_idle_s",

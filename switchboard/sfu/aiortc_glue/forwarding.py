@@ -27,6 +27,7 @@ from aiortc.rtp import (
 )
 
 from .ice_restart import _IceSwitch
+from .ssrc_guard import guard_rtcp_streams
 
 
 def drop_sent_rtp(sender: RTCRtpSender, drop: Callable[[RtpPacket], bool]) -> None:
@@ -299,6 +300,7 @@ class ForwardingSender:
         self.payload_type = parameters.codecs[0].payloadType or 0
         self._mid = parameters.muxId or None
         self._transport = transport = self._sender.transport
+        guard_rtcp_streams(transport)  # a subscriber's RTCP from made-up SSRCs: bounded state
         self._ice, self._transport_dict = transport.transport, transport.__dict__
         ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
         mid = (ids[_URI_MID], self._mid) if _URI_MID in ids and self._mid else None

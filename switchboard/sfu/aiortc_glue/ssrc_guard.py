@@ -26,6 +26,10 @@ from .simulcast import forget_ssrc, route_by_mid
 log = logging.getLogger(__name__)
 
 SSRC_SILENCE_MS = 1000.0
+RTCP_SSRCS_FREE = 16  # RTCP sender SSRCs a transport keeps libsrtp streams for, besides its own
+
+rtcp_streams_forgotten = 0
+"""libsrtp streams dropped by ``guard_rtcp_streams`` (all transports of the process)."""
 
 
 class SsrcLatch:
@@ -90,6 +94,40 @@ def guard_transport(receiver: RTCRtpReceiver, admit: Callable[[RtpPacket], bool]
         return target
 
     router.route_rtp = route_rtp
+    guard_rtcp_streams(dtls)
+
+
+def guard_rtcp_streams(dtls: Any) -> None:
+    """Bound the libsrtp streams SRTCP makes ``dtls`` (an ``RTCDtlsTransport``) keep.
+
+    libsrtp keeps a stream for the sender SSRC of every SRTCP packet it authenticates (RFC 3711
+    §3.4), so a peer sending RTCP from ever new SSRCs would grow them without bound. A real peer
+    sends RTCP from its RTP SSRCs (Sender Reports) and a few receiver SSRCs (RR, NACK, PLI,
+    REMB): the first ``RTCP_SSRCS_FREE`` SSRCs not known as RTP SSRCs, plus two per receiver
+    and sender on the transport, keep their stream; past that, an unknown SSRC's stream is
+    dropped once its packet is unprotected (the packet is still handled; that SSRC's replay
+    window starts again with its next packet) and counted in ``rtcp_streams_forgotten``.
+    Installed once per transport."""
+    if getattr(dtls, "_switchboard_rtcp_guard", False):
+        return
+    dtls._switchboard_rtcp_guard = True
+    handle = dtls._handle_rtcp_data
+    router = dtls._rtp_router
+    kept: set[int] = set()
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        global rtcp_streams_forgotten
+        if len(data) >= 8:  # the first packet's sender SSRC (RFC 3550 §6.4.1, §6.4.2)
+            ssrc = int.from_bytes(data[4:8], "big")
+            if ssrc not in kept and ssrc not in router.ssrc_table:
+                if len(kept) < RTCP_SSRCS_FREE + 2 * (len(router.receivers) + len(router.senders)):
+                    kept.add(ssrc)
+                else:
+                    forget_srtp_stream(dtls, ssrc)
+                    rtcp_streams_forgotten += 1
+        await handle(data)
+
+    dtls._handle_rtcp_data = handle_rtcp_data
 
 
 def forget_srtp_stream(dtls: Any, ssrc: int) -> None:

@@ -1363,3 +1363,11 @@ def test_pylibsrtp_unprotects_at_most_the_bytes_the_demultiplexer_lets_through()
     assert len(session._cdata) == limit
     with pytest.raises(ValueError, match="too long"):
         session.unprotect(bytes([0x80, 96]) + bytes(limit - 1))
+
+
+def test_aiortc_hands_srtcp_to_the_handler_the_rtcp_guard_wraps() -> None:
+    """``guard_rtcp_streams`` replaces ``RTCDtlsTransport._handle_rtcp_data`` on the instance:
+    aiortc must call it through ``self``, with the packet libsrtp just unprotected."""
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    unprotect = source.index("data = self._rx_srtp.unprotect_rtcp(data)")
+    assert source.index("await self._handle_rtcp_data(data)") > unprotect
