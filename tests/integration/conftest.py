@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -182,3 +184,35 @@ async def tls_server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIte
         yield TlsServer(url, app, TokenService(key), key, cert, connection_string)
     finally:
         await test_server.close()
+
+
+class ServerHealth:
+    """What must not happen while the server takes an attack: an ERROR log record, or an
+    exception asyncio's handler saw (a task nobody awaited that raised)."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.problems.append(f"{record.name}: {record.getMessage()}")
+
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.problems.append(f"asyncio: {context.get('message')} {context.get('exception')!r}")
+
+
+@pytest.fixture
+async def health() -> AsyncIterator[ServerHealth]:
+    """A ``ServerHealth`` collecting for the test's duration (the server runs in-process)."""
+    found = ServerHealth()
+    handler = logging.Handler()
+    handler.emit = found.emit  # type: ignore[method-assign]
+    logging.getLogger().addHandler(handler)
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(found.loop_exception)
+    try:
+        yield found
+    finally:
+        loop.set_exception_handler(previous)
+        logging.getLogger().removeHandler(handler)

@@ -5,19 +5,16 @@ unknown sources, unknown packet types, compound packets whose lengths lie.
 The evil subscriber is a real aiortc peer; its RTCP is built by hand and sent through its
 subscribe connection's DTLS transport (SRTCP). The rule checked each time: the attack is
 dropped or answered within a bound, counted, and nobody's media (the attacker's own session
-included) stops, with no exception left unhandled (``Health``).
+included) stops, with no exception left unhandled (``ServerHealth``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import struct
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -38,38 +35,7 @@ from switchboard.sfu.consumer import Consumer
 from switchboard.sfu.rtp.seq import SeqRewriter
 from switchboard.signalling.keys import ROOMS
 
-from .conftest import Join, Peer, Server
-
-
-class Health:
-    """What must not happen during an attack: an ERROR log record or an exception asyncio's
-    handler saw (a task nobody awaited that raised)."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR:
-            self.problems.append(f"{record.name}: {record.getMessage()}")
-
-    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        self.problems.append(f"asyncio: {context.get('message')} {context.get('exception')!r}")
-
-
-@pytest.fixture
-async def health() -> AsyncIterator[Health]:
-    found = Health()
-    handler = logging.Handler()
-    handler.emit = found.emit  # type: ignore[method-assign]
-    logging.getLogger().addHandler(handler)
-    loop = asyncio.get_running_loop()
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(found.loop_exception)
-    try:
-        yield found
-    finally:
-        loop.set_exception_handler(previous)
-        logging.getLogger().removeHandler(handler)
+from .conftest import Join, Peer, Server, ServerHealth
 
 
 class Evil:
@@ -155,7 +121,7 @@ def raw_nack(media_ssrc: int, fcis: list[tuple[int, int]]) -> bytes:
 
 
 async def test_repeated_nacks_for_the_same_packets_are_resent_once(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """One compound RTCP packet of 60 NACK FCIs (PID + all 16 BLP bits: 17 packets each, the
     last 1020 sent), repeated 40 times in a burst: each cached packet is resent once, not 40
@@ -185,7 +151,7 @@ async def test_repeated_nacks_for_the_same_packets_are_resent_once(
 
 
 async def test_nacks_naming_the_whole_cache_over_and_over_stay_within_the_media_rate(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """NACKs for the last 4000 numbers every 100 ms for 2 s (each packet may be resent again
     after 100 ms): the resends stay within what was forwarded (plus a burst allowance), not
@@ -223,7 +189,7 @@ async def test_nacks_naming_the_whole_cache_over_and_over_stay_within_the_media_
 
 
 async def test_nacks_never_sent_future_and_wrapping_do_not_raise_nor_flood_upstream(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """NACKs whose BLP runs past 65535 (aiortc parses PID 65535 + bit 0 as 65536: a real
     wrap), numbers far ahead of anything sent, every PID with every bit, in one 1216-byte
@@ -266,7 +232,7 @@ async def test_nacks_never_sent_future_and_wrapping_do_not_raise_nor_flood_upstr
 
 
 async def test_nacks_for_a_packet_missing_upstream_do_not_flood_the_publisher(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """A publisher packet that never reaches the SFU; meanwhile the evil subscriber NACKs the
     numbers around the last it got 300 times in a burst: the SFU NACKs the publisher for the
@@ -315,7 +281,9 @@ async def test_nacks_for_a_packet_missing_upstream_do_not_flood_the_publisher(
     assert not health.problems
 
 
-async def test_nack_across_the_wrap_is_answered(server: Server, join: Join, health: Health) -> None:
+async def test_nack_across_the_wrap_is_answered(
+    server: Server, join: Join, health: ServerHealth
+) -> None:
     """PID 65535 with BLP bit 0 asks for 65535 and 0 (RFC 4585 §6.2.1: numbers are mod 2^16);
     aiortc hands over 65536 for the second: it is resent as 0 (it raised struct.error in the
     resend task before, and the subscriber never got it)."""
@@ -347,7 +315,7 @@ async def test_nack_across_the_wrap_is_answered(server: Server, join: Join, heal
 
 
 async def test_pli_and_fir_floods_reach_the_publisher_paced(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """2000 PLIs and FIRs (with made-up FIR sequence numbers and SSRCs, RFC 5104 §4.3.1) in
     about a second: the publisher gets at most one key-frame request per 500 ms."""
@@ -387,7 +355,7 @@ def remb(media_ssrc: int, fci: bytes) -> RtcpPsfbPacket:
 
 
 async def test_absurd_rembs_reports_unknown_types_and_lying_lengths_are_dropped(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """REMBs of 0 and of the largest mantissa and exponent, listing 255 SSRCs, truncated or
     not 'REMB'; Receiver Reports of 31 blocks about unknown SSRCs (and about ours, with
@@ -453,7 +421,7 @@ async def test_absurd_rembs_reports_unknown_types_and_lying_lengths_are_dropped(
 
 
 async def test_nacks_on_audio_and_unknown_media_ssrcs_are_ignored(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """Audio is not cached: a NACK for it is ignored (no resend, no error); a NACK naming an
     SSRC the server never sent on reaches no Consumer."""
@@ -475,7 +443,7 @@ async def test_nacks_on_audio_and_unknown_media_ssrcs_are_ignored(
 
 
 async def test_an_oversized_srtcp_datagram_does_not_end_the_connection(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """One 1600-byte datagram that looks like SRTCP (first byte 0x80, type 201) from the
     subscriber's own address: dropped and counted, its subscribe connection stays (pylibsrtp

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import logging
 import random
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -35,7 +34,7 @@ from switchboard.sfu import aiortc_glue
 from switchboard.sfu.simulcast import SimulcastProducer
 from switchboard.signalling.keys import ROOMS
 
-from .conftest import Join, Peer, Server
+from .conftest import Join, Peer, Server, ServerHealth
 
 RIDS = ("q", "h", "f")
 SIZES = {"q": (80, 60), "h": (160, 120), "f": (320, 240)}
@@ -174,37 +173,6 @@ class SimulcastPublisher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-
-
-class ServerHealth:
-    """What must not happen while the server takes an attack: an exception no one handled
-    (asyncio's handler or an ERROR log record)."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR:
-            self.problems.append(f"{record.name}: {record.getMessage()}")
-
-    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        self.problems.append(f"asyncio: {context.get('message')} {context.get('exception')!r}")
-
-
-@pytest.fixture
-async def health() -> AsyncIterator[ServerHealth]:
-    found = ServerHealth()
-    handler = logging.Handler()
-    handler.emit = found.emit  # type: ignore[method-assign]
-    logging.getLogger().addHandler(handler)
-    loop = asyncio.get_running_loop()
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(found.loop_exception)
-    try:
-        yield found
-    finally:
-        loop.set_exception_handler(previous)
-        logging.getLogger().removeHandler(handler)
 
 
 async def room_with_simulcast(

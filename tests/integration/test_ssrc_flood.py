@@ -12,13 +12,10 @@ subscriber keeps decoding the real video. A real sender that changes its SSRC go
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pylibsrtp
-import pytest
 from aiortc import RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.rtcrtpparameters import RTCRtpParameters
 from aiortc.rtp import (
@@ -34,39 +31,9 @@ from switchboard.sfu.aiortc_glue import ssrc_guard
 from switchboard.sfu.producer import Producer
 from switchboard.signalling.keys import ROOMS
 
-from .conftest import Join, Peer, Server
+from .conftest import Join, Peer, Server, ServerHealth
 
 FLOOD_PACKETS = 3000
-
-
-class Health:
-    """Unhandled exceptions (asyncio's handler) and ERROR log records while the test runs."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR:
-            self.problems.append(f"{record.name}: {record.getMessage()}")
-
-    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        self.problems.append(f"asyncio: {context.get('message')} {context.get('exception')!r}")
-
-
-@pytest.fixture
-async def health() -> AsyncIterator[Health]:
-    found = Health()
-    handler = logging.Handler()
-    handler.emit = found.emit  # type: ignore[method-assign]
-    logging.getLogger().addHandler(handler)
-    loop = asyncio.get_running_loop()
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(found.loop_exception)
-    try:
-        yield found
-    finally:
-        loop.set_exception_handler(previous)
-        logging.getLogger().removeHandler(handler)
 
 
 class RtcpSeen:
@@ -163,7 +130,7 @@ async def flood(publisher: Peer, packets: int) -> None:
 
 
 async def test_made_up_ssrcs_are_dropped_and_leave_no_state(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     publisher, subscriber = await room(join)
     producers = producers_of(server, publisher)
@@ -186,7 +153,7 @@ async def test_made_up_ssrcs_are_dropped_and_leave_no_state(
 
 
 async def test_a_publisher_changing_its_ssrc_goes_on(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """A sender that moves its video to new SSRCs (media and RTX) without renegotiating, as
     a sender resolving an SSRC collision does (RFC 3550 §8.2): the old ones fall silent, the
@@ -209,7 +176,7 @@ RTCP_FLOOD_PACKETS = 400
 
 
 async def test_rtcp_from_made_up_ssrcs_leaves_bounded_srtp_state(
-    server: Server, join: Join, health: Health
+    server: Server, join: Join, health: ServerHealth
 ) -> None:
     """A publisher sends Receiver Reports from ever new sender SSRCs (properly SRTCP-protected:
     libsrtp keeps a stream for each SSRC it authenticates, RFC 3711 §3.4). The server keeps
