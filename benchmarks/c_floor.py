@@ -51,14 +51,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import comma_list, cpu_model  # noqa: E402
+from benchmarks.common import Settings, comma_list, cpu_model  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parent / "c_floor" / "floor.c"
 KINDS = ("audio", "video")
@@ -70,17 +69,6 @@ SRTP_PROFILE = "SRTP_AEAD_AES_256_GCM"  # what floor.c uses (two aiortc peers ne
 
 class FloorUnavailable(RuntimeError):
     """The floor cannot be built here; the message says what to install."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How much to measure: ``sends_per_rep`` forwarded packets per repetition (received
-    packets = that / N, at least ``min_packets``), ``repetitions`` samples per figure."""
-
-    subscribers: tuple[int, ...]
-    sends_per_rep: int
-    min_packets: int
-    repetitions: int
 
 
 QUICK = Settings(subscribers=(1, 10, 50), sends_per_rep=10000, min_packets=200, repetitions=11)

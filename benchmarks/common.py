@@ -1,11 +1,24 @@
-"""Small helpers the benchmarks share: command-line lists and what machine they ran on."""
+"""Small helpers the benchmarks share: how much to measure, command-line lists, and what
+machine they ran on."""
 
 from __future__ import annotations
 
 import argparse
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to measure: ``sends_per_rep`` forwarded packets per repetition (received
+    packets = that / N, at least ``min_packets``), ``repetitions`` samples per figure."""
+
+    subscribers: tuple[int, ...]
+    sends_per_rep: int
+    min_packets: int
+    repetitions: int
 
 
 def comma_list(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:

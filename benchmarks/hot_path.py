@@ -94,7 +94,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import c_floor  # noqa: E402
-from benchmarks.common import comma_list, cpu_model  # noqa: E402
+from benchmarks.common import Settings, comma_list, cpu_model  # noqa: E402
 from switchboard.sfu.aiortc_glue import ForwardingSender
 from switchboard.sfu.consumer import Consumer
 from switchboard.sfu.producer import Codec, Producer
@@ -608,17 +608,6 @@ def measure_parse_serialize(
     return Stats.of(samples_us)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How much to measure: ``sends_per_rep`` forwarded packets per repetition (received
-    packets = that / N, at least ``min_packets``), ``repetitions`` samples per figure."""
-
-    subscribers: tuple[int, ...]
-    sends_per_rep: int
-    min_packets: int
-    repetitions: int
-
-
 QUICK = Settings(subscribers=(1, 10, 50), sends_per_rep=5000, min_packets=150, repetitions=11)
 FULL = Settings(subscribers=(1, 10, 50), sends_per_rep=20000, min_packets=600, repetitions=21)
 
@@ -706,10 +695,7 @@ def _c_floor(
     if profile.openssl_profile.decode() != c_floor.SRTP_PROFILE:
         print(f"c_floor: left out: it measures {c_floor.SRTP_PROFILE} only", file=sys.stderr)
         return []
-    same = c_floor.Settings(
-        settings.subscribers, settings.sends_per_rep, settings.min_packets, settings.repetitions
-    )
-    return c_floor.measure_floor(variants=variants, settings=same) or []
+    return c_floor.measure_floor(variants=variants, settings=settings) or []
 
 
 def _rounded(stats: Stats) -> dict[str, float]:
