@@ -162,7 +162,12 @@ class Consumer:
         self._resend_credit -= 1
         return True
 
+    _SENT_STEP = 1  # what one sent number back adds to the value ``_sent`` holds
+
     def _producer_seq(self, seq: int) -> int | None:
+        """What ``_sent`` holds for the sent number ``seq``; for a number never sent (a gap
+        upstream), placed from the nearest sent one below it, while the NACK's search budget
+        lasts."""
         ext_in = self._sent.get(seq)
         if ext_in is not None:
             return ext_in
@@ -172,7 +177,7 @@ class Consumer:
         for back in range(1, NACK_SEARCH_BACK + 1):
             below = self._sent.get((seq - back) % SEQ_MOD)
             if below is not None:
-                return below + back
+                return below + back * self._SENT_STEP
         return None
 
     async def _resend(self, packet: RtpPacket, seq: int) -> None:

@@ -11,8 +11,7 @@ from aiortc.rtp import RtpPacket
 from ..aiortc_glue import ForwardingSender
 from ..clock import monotonic_ms
 from ..codecs import vp8
-from ..consumer import NACK_SEARCH_BACK, Consumer
-from ..rtp.seq import SEQ_MOD
+from ..consumer import Consumer
 from .layer import ProducerLayer
 from .producer import SimulcastProducer
 
@@ -107,6 +106,8 @@ class SimulcastConsumer(Consumer):
     layer the NACKed packet came from. ``on_layer_changed(self, layer)`` runs after each switch
     (None: paused).
     """
+
+    _SENT_STEP = 1 << LAYER_BITS  # ``_sent`` holds (ext seq << LAYER_BITS) | layer index
 
     __slots__ = (
         "preference",
@@ -318,7 +319,7 @@ class SimulcastConsumer(Consumer):
         mask = (1 << LAYER_BITS) - 1
         now_ms = monotonic_ms()
         for seq in self._nacked(lost):
-            key = self._sent_key(seq)
+            key = self._producer_seq(seq)
             if key is None:
                 continue
             ext_in, index = key >> LAYER_BITS, key & mask
@@ -336,19 +337,6 @@ class SimulcastConsumer(Consumer):
             asyncio.ensure_future(self._resend_at(packet, seq, ts))
         for index, ext_seqs in upstream.items():
             self.producer.request_retransmission(ext_seqs, index)
-
-    def _sent_key(self, seq: int) -> int | None:
-        key = self._sent.get(seq)
-        if key is not None:
-            return key
-        if self._nack_searches <= 0:
-            return None
-        self._nack_searches -= 1
-        for back in range(1, NACK_SEARCH_BACK + 1):
-            below = self._sent.get((seq - back) % SEQ_MOD)
-            if below is not None:
-                return below + (back << LAYER_BITS)
-        return None
 
     async def _resend_at(self, packet: RtpPacket, seq: int, ts: int) -> None:
         try:
