@@ -13,9 +13,9 @@ from switchboard.client import SignallingError
 from switchboard.sfu import aiortc_glue
 from switchboard.signalling.keys import ROOMS
 
-from .conftest import Join, Server
+from .conftest import Join, Server, ServerHealth
 from .test_ice_restart import poll_until
-from .test_simulcast_bad_input import ServerHealth, health, still_flowing  # noqa: F401
+from .test_simulcast_bad_input import still_flowing
 
 
 def new_credentials(
