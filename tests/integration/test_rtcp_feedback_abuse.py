@@ -270,7 +270,7 @@ async def test_nacks_for_a_packet_missing_upstream_do_not_flood_the_publisher(
     for i in range(300):
         await evil.send(raw_nack(consumer._sender.ssrc, around))
         if i % 20 == 0:
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # pace the attack: the loopback buffer is small
     await ping(evil_peer)
     await still_flowing(viewer, publisher)
     print(
@@ -337,7 +337,7 @@ async def test_pli_and_fir_floods_reach_the_publisher_paced(
             RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=1, media_ssrc=ssrc, fci=b"\xff" * 4 * (i % 13)),
         )
         if i % 50 == 0:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # spread the flood over ~1 s, so the 500 ms pacing shows
     elapsed = loop.time() - started
     await ping(evil_peer)
     await still_flowing(viewer, publisher)
@@ -434,7 +434,7 @@ async def test_nacks_on_audio_and_unknown_media_ssrcs_are_ignored(
             nack(0xBAD00000 + i, list(range(100))),
         )
         if i % 20 == 0:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # pace the attack: the loopback buffer is small
     await ping(evil_peer)
     await still_flowing(viewer, publisher)
     await still_flowing(evil_peer, publisher)
